@@ -1,0 +1,129 @@
+// ZeroMQ PUB/SUB transport between stages. A message is exactly two frames: the topic,
+// then one Cap'n Proto Envelope (schema/cryptnono.capnp).
+//
+// Publisher: stamps node, publisher id, per-topic sequence number and clocks into each
+// envelope; never blocks (a full queue drops the message and counts it, the sequence gap
+// tells subscribers). Subscriber: connects to one or more endpoints, filters by topic,
+// copies each payload into a word-aligned buffer it reuses, and decodes with traversal
+// and nesting limits so a hostile peer cannot make it read unbounded data.
+// Neither class is thread-safe: use each from one thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <zmq.hpp>
+
+#include "cryptnono.capnp.h"
+#include "cryptnono/result.h"
+
+namespace cryptnono {
+
+namespace topic {
+inline constexpr std::string_view kExec = "exec";
+inline constexpr std::string_view kDecision = "decision";
+inline constexpr std::string_view kStats = "stats";
+}  // namespace topic
+
+// Creates the directory of an ipc:// endpoint (mode 0700 when it has to be made) so the
+// socket file can be bound. A no-op for other transports.
+Result<void> prepare_endpoint(const std::string& endpoint);
+
+class Publisher {
+ public:
+  // kind: "collector", "enforcer"; name: the stage or detector ("collector", "execwhacker").
+  static Result<std::unique_ptr<Publisher>> bind(zmq::context_t& ctx, const std::string& endpoint,
+                                                 std::string node, std::string kind, std::string name,
+                                                 int send_hwm = 100'000);
+
+  // Fills the envelope header of `message` for `topic` (taking the next sequence number)
+  // and returns it so the caller can init the body.
+  schema::Envelope::Builder begin(capnp::MessageBuilder& message, std::string_view topic);
+  // Sends without blocking. Returns false (and counts a drop) when it could not be queued.
+  bool send(std::string_view topic, capnp::MessageBuilder& message);
+
+  const std::string& id() const { return id_; }
+  const std::string& endpoint() const { return endpoint_; }
+  uint64_t sent() const { return sent_; }
+  uint64_t dropped() const { return dropped_; }
+
+ private:
+  Publisher(zmq::socket_t socket, std::string endpoint, std::string node, std::string kind, std::string id);
+
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  std::string node_;
+  std::string kind_;
+  std::string id_;
+  std::map<std::string, uint64_t, std::less<>> sequence_;
+  uint64_t sent_ = 0;
+  uint64_t dropped_ = 0;
+};
+
+// One received message. Reused across receives to avoid allocation per message.
+class Received {
+ public:
+  std::string_view topic() const { return topic_; }
+  size_t payload_bytes() const { return words_.size() * sizeof(capnp::word); }
+  // Decodes the envelope. Cap'n Proto readers are lazy: a malformed message can still throw
+  // kj::Exception while fields are read, so callers wrap their handling in try/catch.
+  Result<schema::Envelope::Reader> envelope();
+
+ private:
+  friend class Subscriber;
+  std::string topic_;
+  std::vector<capnp::word> words_;
+  std::optional<capnp::FlatArrayMessageReader> reader_;
+};
+
+class Subscriber {
+ public:
+  static Result<std::unique_ptr<Subscriber>> connect(zmq::context_t& ctx, const std::vector<std::string>& endpoints,
+                                                     const std::vector<std::string>& topics, int receive_hwm = 100'000);
+
+  enum class Wait { kMessage, kFd, kTimeout };
+  // Blocks until a message is queued or `extra_fd` (if >= 0) is readable, or timeout_ms
+  // passes (-1: forever). No timed polling: this is one zmq_poll.
+  Wait wait(int extra_fd, long timeout_ms);
+  // Non-blocking. Returns false when nothing is queued. Messages that are not exactly two
+  // frames are discarded and counted in malformed().
+  bool try_receive(Received& out);
+
+  uint64_t received() const { return received_; }
+  uint64_t malformed() const { return malformed_; }
+
+ private:
+  explicit Subscriber(zmq::socket_t socket) : socket_(std::move(socket)) {}
+  zmq::socket_t socket_;
+  zmq::message_t frame_;
+  uint64_t received_ = 0;
+  uint64_t malformed_ = 0;
+};
+
+// Counts messages lost between a publisher and this subscriber from sequence gaps.
+class SequenceTracker {
+ public:
+  struct Observation {
+    uint64_t lost = 0;           // messages skipped since the previous one of this publisher/topic
+    bool new_publisher = false;  // first message of this publisher id (a start or restart)
+  };
+  Observation observe(std::string_view publisher_id, std::string_view topic, uint64_t sequence);
+  uint64_t total_lost() const { return total_lost_; }
+
+ private:
+  static constexpr size_t kMaxTracked = 256;  // bound memory against many restarts
+  std::map<std::string, uint64_t, std::less<>> last_;  // key: publisher id + '\n' + topic
+  uint64_t total_lost_ = 0;
+};
+
+// Reader limits for messages from the wire: 64 MiB of words, nesting 16.
+capnp::ReaderOptions wire_reader_options();
+
+}  // namespace cryptnono

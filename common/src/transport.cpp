@@ -1,0 +1,200 @@
+#include "cryptnono/transport.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include <kj/io.h>
+
+#include "cryptnono/clock.h"
+
+namespace cryptnono {
+
+namespace {
+
+std::string random_hex(size_t bytes) {
+  std::random_device rd;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i) {
+    auto b = static_cast<unsigned>(rd()) & 0xffu;
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace
+
+capnp::ReaderOptions wire_reader_options() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 8 * 1024 * 1024;  // 64 MiB
+  options.nestingLimit = 16;
+  return options;
+}
+
+Result<void> prepare_endpoint(const std::string& endpoint) {
+  static constexpr std::string_view kIpc = "ipc://";
+  if (endpoint.rfind(kIpc, 0) != 0) return {};
+  std::filesystem::path path(endpoint.substr(kIpc.size()));
+  if (path.empty() || path.string()[0] == '@') return {};  // abstract namespace: no directory
+  auto dir = path.parent_path();
+  if (dir.empty()) return {};
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fail("cannot create socket directory " + dir.string() + ": " + ec.message());
+    chmod(dir.c_str(), 0700);
+  }
+  return {};
+}
+
+Result<std::unique_ptr<Publisher>> Publisher::bind(zmq::context_t& ctx, const std::string& endpoint, std::string node,
+                                                   std::string kind, std::string name, int send_hwm) {
+  if (auto ok = prepare_endpoint(endpoint); !ok) return tl::unexpected(ok.error());
+  try {
+    zmq::socket_t socket(ctx, zmq::socket_type::pub);
+    socket.set(zmq::sockopt::sndhwm, send_hwm);
+    socket.set(zmq::sockopt::linger, 0);
+    socket.bind(endpoint);
+    std::string id = kind + "/" + name + "/" + random_hex(8);
+    return std::unique_ptr<Publisher>(
+        new Publisher(std::move(socket), endpoint, std::move(node), std::move(kind), std::move(id)));
+  } catch (const zmq::error_t& e) {
+    return fail("cannot bind " + endpoint + ": " + e.what());
+  }
+}
+
+Publisher::Publisher(zmq::socket_t socket, std::string endpoint, std::string node, std::string kind, std::string id)
+    : socket_(std::move(socket)),
+      endpoint_(std::move(endpoint)),
+      node_(std::move(node)),
+      kind_(std::move(kind)),
+      id_(std::move(id)) {}
+
+schema::Envelope::Builder Publisher::begin(capnp::MessageBuilder& message, std::string_view topic) {
+  auto envelope = message.initRoot<schema::Envelope>();
+  envelope.setNode(node_);
+  envelope.setPublisherId(id_);
+  envelope.setPublisherKind(kind_);
+  auto it = sequence_.find(topic);
+  if (it == sequence_.end()) it = sequence_.emplace(std::string(topic), 0).first;
+  envelope.setSequence(++it->second);
+  envelope.setSentWallNs(wall_ns());
+  envelope.setSentBootNs(boot_ns());
+  return envelope;
+}
+
+bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message) {
+  // One allocation (the ZeroMQ frame) per message: the serialized size is known up front,
+  // so the message is written straight into the frame.
+  size_t words = capnp::computeSerializedSizeInWords(message);
+  zmq::message_t payload(words * sizeof(capnp::word));
+  kj::ArrayOutputStream out(kj::arrayPtr(static_cast<kj::byte*>(payload.data()), payload.size()));
+  capnp::writeMessage(out, message);
+  try {
+    auto first = socket_.send(zmq::buffer(topic.data(), topic.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    if (!first) {
+      ++dropped_;
+      return false;
+    }
+    // Once the first frame is accepted, ZeroMQ guarantees the rest of the message is.
+    socket_.send(payload, zmq::send_flags::dontwait);
+    ++sent_;
+    return true;
+  } catch (const zmq::error_t&) {
+    ++dropped_;
+    return false;
+  }
+}
+
+Result<schema::Envelope::Reader> Received::envelope() {
+  if (!reader_) return fail("no message");
+  try {
+    return reader_->getRoot<schema::Envelope>();
+  } catch (const kj::Exception& e) {
+    return fail(std::string("malformed message: ") + e.getDescription().cStr());
+  }
+}
+
+Result<std::unique_ptr<Subscriber>> Subscriber::connect(zmq::context_t& ctx, const std::vector<std::string>& endpoints,
+                                                        const std::vector<std::string>& topics, int receive_hwm) {
+  try {
+    zmq::socket_t socket(ctx, zmq::socket_type::sub);
+    socket.set(zmq::sockopt::rcvhwm, receive_hwm);
+    socket.set(zmq::sockopt::linger, 0);
+    for (const auto& t : topics) socket.set(zmq::sockopt::subscribe, t);
+    for (const auto& e : endpoints) socket.connect(e);
+    return std::unique_ptr<Subscriber>(new Subscriber(std::move(socket)));
+  } catch (const zmq::error_t& e) {
+    return fail(std::string("cannot connect subscriber: ") + e.what());
+  }
+}
+
+Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
+  zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, extra_fd, ZMQ_POLLIN, 0}};
+  int n = extra_fd >= 0 ? 2 : 1;
+  int rc = zmq::poll(items, n, std::chrono::milliseconds(timeout_ms));
+  if (rc <= 0) return Wait::kTimeout;
+  if (items[0].revents & ZMQ_POLLIN) return Wait::kMessage;
+  return Wait::kFd;
+}
+
+bool Subscriber::try_receive(Received& out) {
+  for (;;) {
+    auto got = socket_.recv(frame_, zmq::recv_flags::dontwait);
+    if (!got) return false;
+    bool ok = frame_.more();
+    out.topic_.assign(static_cast<const char*>(frame_.data()), frame_.size());
+    size_t parts = 1;
+    zmq::message_t payload;
+    while (frame_.more()) {
+      // The rest of a multipart message is already queued: these never block.
+      (void)socket_.recv(frame_, zmq::recv_flags::none);
+      ++parts;
+      if (parts == 2) payload.move(frame_);
+      if (parts == 2 && !payload.more()) break;
+    }
+    if (!ok || parts != 2 || payload.size() == 0 || payload.size() % sizeof(capnp::word) != 0) {
+      ++malformed_;
+      continue;
+    }
+    // Copy into word-aligned storage: ZeroMQ frames carry no alignment guarantee.
+    out.words_.resize(payload.size() / sizeof(capnp::word));
+    std::memcpy(out.words_.data(), payload.data(), payload.size());
+    out.reader_.reset();
+    try {
+      out.reader_.emplace(kj::arrayPtr(out.words_.data(), out.words_.size()), wire_reader_options());
+    } catch (const kj::Exception&) {
+      ++malformed_;
+      continue;
+    }
+    ++received_;
+    return true;
+  }
+}
+
+SequenceTracker::Observation SequenceTracker::observe(std::string_view publisher_id, std::string_view topic,
+                                                      uint64_t sequence) {
+  std::string key;
+  key.reserve(publisher_id.size() + topic.size() + 1);
+  key.append(publisher_id).push_back('\n');
+  key.append(topic);
+  Observation obs;
+  auto it = last_.find(key);
+  if (it == last_.end()) {
+    if (last_.size() >= kMaxTracked) last_.erase(last_.begin());
+    last_.emplace(std::move(key), sequence);
+    obs.new_publisher = true;
+    return obs;
+  }
+  if (sequence > it->second + 1) obs.lost = sequence - it->second - 1;
+  if (sequence > it->second) it->second = sequence;
+  total_lost_ += obs.lost;
+  return obs;
+}
+
+}  // namespace cryptnono

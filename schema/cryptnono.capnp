@@ -1,0 +1,87 @@
+@0x8df6d170fd4dc308;
+# The one contract between the stages of the pipeline. Every ZeroMQ message is two
+# frames: a topic ("exec", "decision", "stats", later "fpu", "connect") and one
+# Envelope. Evolve only by adding fields (Cap'n Proto keeps old readers working).
+#
+# Times: every *BootNs field is CLOCK_BOOTTIME in nanoseconds (what the kernel's
+# bpf_ktime_get_boot_ns() and task->start_boottime use), so latencies can be
+# computed across processes on one node. *WallNs is CLOCK_REALTIME nanoseconds.
+
+$import "/capnp/c++.capnp".namespace("cryptnono::schema");
+
+struct Envelope {
+  node @0 :Text;             # node name (Kubernetes node or hostname)
+  publisherId @1 :Text;      # "<kind>/<detector or stage>/<random hex>", new on each start
+  publisherKind @2 :Text;    # "collector", "enforcer", ...
+  sequence @3 :UInt64;       # per publisher and per topic, starts at 1, +1 per message
+  sentWallNs @4 :UInt64;
+  sentBootNs @5 :UInt64;
+  body :union {
+    exec @6 :ExecEvent;
+    decision @7 :Decision;
+    stats @8 :Stats;
+  }
+}
+
+enum Source {
+  bpf @0;    # seen by the exec probe as it happened
+  scan @1;   # found by a /proc sweep
+}
+
+struct ExecEvent {
+  source @0 :Source;
+  pid @1 :UInt32;            # thread id that exec'd (== tgid after exec)
+  tgid @2 :UInt32;
+  ppid @3 :UInt32;           # tgid of the real parent
+  uid @4 :UInt32;
+  gid @5 :UInt32;
+  startBootNs @6 :UInt64;    # task start time: the identity of the process with pid
+  execBootNs @7 :UInt64;     # when the exec tracepoint fired (0 for scans)
+  comm @8 :Text;
+  filename @9 :Data;         # path given to execve (bprm->filename); may be empty for scans
+  argv @10 :Data;            # NUL-separated arguments, as in the new mm (argv[0] included)
+  argvTruncated @11 :Bool;   # argv holds only the first bytes of the real arguments
+  argvFullLength @12 :UInt32;# real length of the argument area in bytes
+  cgroupId @13 :UInt64;      # cgroup v2 id (0 if unknown)
+  cgroupName @14 :Text;      # up to the last four cgroup path components, "/"-joined
+  mntNs @15 :UInt32;
+  pidNs @16 :UInt32;
+  cpu @17 :UInt32;
+}
+
+enum Action {
+  noMatch @0;      # checked, nothing banned found
+  killed @1;
+  spared @2;       # matched, but an allowed pattern or a protection rule spared it
+  missedKill @3;   # matched, but the process was gone or was not the one the event named
+  wouldKill @4;    # matched in --dry-run
+  error @5;        # could not decide (reason says why)
+}
+
+struct Decision {
+  detector @0 :Text;          # "execwhacker", "monero", "flowkiller"
+  action @1 :Action;
+  source @2 :Text;            # "execwhacker.bpf" / "execwhacker.scan" (cryptnono's label)
+  matched @3 :Text;           # the banned string that matched (casefolded), empty if none
+  allowedBy @4 :Text;         # the allowed pattern that spared it
+  reason @5 :Text;            # human-readable why (spared / missed / error)
+  cmdline @6 :Data;           # the command line that was judged (casefolded, shlex-joined)
+  cmdlineFromProc @7 :Bool;   # event was truncated; the full cmdline was read from /proc
+  event @8 :ExecEvent;        # the event judged (argv omitted when action is noMatch)
+  receivedBootNs @9 :UInt64;  # when the enforcer received the event
+  decidedBootNs @10 :UInt64;  # when matching finished
+  killedBootNs @11 :UInt64;   # when SIGKILL was sent (0 if not sent)
+  configGeneration @12 :UInt64;
+}
+
+struct Counter {
+  name @0 :Text;
+  value @1 :UInt64;
+}
+
+struct Stats {
+  # Cumulative since the publisher started (a new publisherId resets them).
+  uptimeNs @0 :UInt64;
+  counters @1 :List(Counter);  # e.g. events, kernel_drops, truncated, published, send_drops
+  intervalMs @2 :UInt32;       # how often stats come: a subscriber that misses 3 is alarmed
+}

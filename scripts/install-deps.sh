@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of cryptnono from Debian 12 packages.
+# Idempotent; run as root. Nothing is downloaded from anywhere but apt.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  build-essential cmake pkg-config git ca-certificates curl
+  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libzmq3-dev cppzmq-dev capnproto libcapnp-dev
+  libspdlog-dev libfmt-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libre2-dev libvectorscan-dev libexpected-dev libcli11-dev nlohmann-json3-dev
+  libcap-dev python3 procps iproute2
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
