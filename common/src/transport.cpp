@@ -56,7 +56,8 @@ Result<std::unique_ptr<Publisher>> Publisher::bind(zmq::context_t& ctx, const st
                                                    std::string kind, std::string name, int send_hwm) {
   if (auto ok = prepare_endpoint(endpoint); !ok) return tl::unexpected(ok.error());
   try {
-    zmq::socket_t socket(ctx, zmq::socket_type::pub);
+    // XPUB behaves as PUB for sending; it also lets us see subscriptions when asked to.
+    zmq::socket_t socket(ctx, zmq::socket_type::xpub);
     socket.set(zmq::sockopt::sndhwm, send_hwm);
     socket.set(zmq::sockopt::linger, 0);
     socket.bind(endpoint);
@@ -74,6 +75,30 @@ Publisher::Publisher(zmq::socket_t socket, std::string endpoint, std::string nod
       node_(std::move(node)),
       kind_(std::move(kind)),
       id_(std::move(id)) {}
+
+Result<void> Publisher::track_subscriptions() {
+  try {
+    socket_.set(zmq::sockopt::xpub_verbose, 1);
+    xpub_ = true;
+    return {};
+  } catch (const zmq::error_t& e) {
+    return fail(std::string("cannot track subscriptions: ") + e.what());
+  }
+}
+
+std::vector<std::string> Publisher::take_subscriptions() {
+  std::vector<std::string> topics;
+  zmq::message_t msg;
+  // Without tracking, subscription messages still queue on an XPUB socket; draining them
+  // keeps that queue empty either way.
+  while (socket_.recv(msg, zmq::recv_flags::dontwait)) {
+    auto* data = static_cast<const char*>(msg.data());
+    if (xpub_ && msg.size() >= 1 && data[0] == 1) topics.emplace_back(data + 1, msg.size() - 1);
+  }
+  return topics;
+}
+
+int Publisher::fd() { return socket_.get(zmq::sockopt::fd); }
 
 schema::Envelope::Builder Publisher::begin(capnp::MessageBuilder& message, std::string_view topic) {
   auto envelope = message.initRoot<schema::Envelope>();
@@ -126,6 +151,9 @@ Result<std::unique_ptr<Subscriber>> Subscriber::connect(zmq::context_t& ctx, con
     zmq::socket_t socket(ctx, zmq::socket_type::sub);
     socket.set(zmq::sockopt::rcvhwm, receive_hwm);
     socket.set(zmq::sockopt::linger, 0);
+    // Reconnect quickly when a stage (re)starts: 10 ms, backing off to 1 s.
+    socket.set(zmq::sockopt::reconnect_ivl, 10);
+    socket.set(zmq::sockopt::reconnect_ivl_max, 1000);
     for (const auto& t : topics) socket.set(zmq::sockopt::subscribe, t);
     for (const auto& e : endpoints) socket.connect(e);
     return std::unique_ptr<Subscriber>(new Subscriber(std::move(socket)));

@@ -1,6 +1,7 @@
 // Transport and /proc helpers: real ZeroMQ sockets on ipc in a temp dir, real /proc.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -88,6 +89,27 @@ TEST(Transport, DiscardsMessagesThatAreNotTwoFrames) {
   }
   EXPECT_TRUE(seen_good);
   EXPECT_GT((*sub)->malformed(), 0u);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Transport, ReportsEachSubscriptionWhenTracking) {
+  zmq::context_t ctx;
+  auto dir = temp_dir();
+  std::string ep = "ipc://" + dir + "/xpub.sock";
+  auto pub = Publisher::bind(ctx, ep, "n", "collector", "collector");
+  ASSERT_TRUE(pub);
+  ASSERT_TRUE((*pub)->track_subscriptions());
+  auto first = Subscriber::connect(ctx, {ep}, {"exec"});
+  auto second = Subscriber::connect(ctx, {ep}, {"exec", "stats"});
+  ASSERT_TRUE(first && second);
+  std::vector<std::string> seen;
+  for (int i = 0; i < 300 && seen.size() < 3; ++i) {
+    for (auto& t : (*pub)->take_subscriptions()) seen.push_back(t);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::sort(seen.begin(), seen.end());
+  // Both subscribers' "exec" are reported, not only the first (verbose XPUB).
+  EXPECT_EQ(seen, (std::vector<std::string>{"exec", "exec", "stats"}));
   std::filesystem::remove_all(dir);
 }
 

@@ -43,6 +43,18 @@ class Publisher {
                                                  std::string node, std::string kind, std::string name,
                                                  int send_hwm = 100'000);
 
+  // Turns on subscription tracking (an XPUB socket with every subscription reported, not
+  // only the first per topic). Must be called before the first send. The collector uses
+  // it to sweep /proc whenever a new subscriber asks for "exec", so a (re)started
+  // enforcer never misses processes that started while it was away.
+  Result<void> track_subscriptions();
+  // Non-blocking. Topics that subscribers subscribed to since the last call (one entry per
+  // subscription; unsubscriptions are ignored).
+  std::vector<std::string> take_subscriptions();
+  // The socket's ZMQ_FD for an epoll loop. It is edge-triggered in ZeroMQ's sense: call
+  // take_subscriptions() when it fires and also periodically (after sends it may not fire).
+  int fd();
+
   // Fills the envelope header of `message` for `topic` (taking the next sequence number)
   // and returns it so the caller can init the body.
   schema::Envelope::Builder begin(capnp::MessageBuilder& message, std::string_view topic);
@@ -58,6 +70,7 @@ class Publisher {
   Publisher(zmq::socket_t socket, std::string endpoint, std::string node, std::string kind, std::string id);
 
   zmq::socket_t socket_;
+  bool xpub_ = false;
   std::string endpoint_;
   std::string node_;
   std::string kind_;
