@@ -1,0 +1,113 @@
+// The enforcer's event loop: receive an exec event, decide, kill, publish the decision,
+// in that order, on one thread. It blocks in Subscriber::wait with an epoll fd as the
+// extra fd (a wake-up eventfd, the stats timerfd and the caller's stop fd), so there is
+// no timed polling on the event path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <spdlog/logger.h>
+#include <zmq.hpp>
+
+#include "cryptnono/enforcer/decider.h"
+#include "cryptnono/enforcer/killer.h"
+#include "cryptnono/enforcer/matcher.h"
+#include "cryptnono/transport.h"
+
+namespace cryptnono::enforcer {
+
+inline constexpr const char* kDetector = "execwhacker";
+
+struct EnforcerOptions {
+  std::vector<std::string> connect;  // collector endpoints (topic "exec")
+  std::string bind;                  // where decisions and stats are published
+  std::string node;
+  bool dry_run = false;
+  uint32_t stats_interval_ms = 5000;
+};
+
+class Enforcer {
+ public:
+  // Binds the publisher and connects the subscriber. `killer` must outlive the Enforcer.
+  static Result<std::unique_ptr<Enforcer>> create(zmq::context_t& ctx, const EnforcerOptions& options,
+                                                  Killer& killer, std::unique_ptr<Matcher> matcher,
+                                                  std::shared_ptr<spdlog::logger> log);
+  ~Enforcer();
+
+  // Runs until stop() is called or `stop_fd` (e.g. a signalfd for SIGTERM/SIGINT; -1 for
+  // none) becomes readable. Call from one thread.
+  void run(int stop_fd = -1);
+
+  // The rest is thread-safe.
+  void stop();
+  // Hands over a newly built matcher; the event thread swaps it in before its next event.
+  // The old one serves until then. Increments config_generation (and config_reloads).
+  void install(std::unique_ptr<Matcher> matcher);
+  void count_reload_failure();
+  uint64_t config_generation() const { return counters_.config_generation.load(); }
+  // The counters published in stats messages, in the contract's order.
+  std::vector<std::pair<std::string, uint64_t>> counters() const;
+  const std::string& publisher_id() const { return publisher_->id(); }
+
+ private:
+  struct Counters {
+    std::atomic<uint64_t> events_received{0};
+    std::atomic<uint64_t> events_lost{0};
+    std::atomic<uint64_t> malformed{0};       // decoded here
+    std::atomic<uint64_t> wire_malformed{0};  // dropped by the subscriber (bad framing)
+    std::atomic<uint64_t> decisions{0};
+    std::atomic<uint64_t> killed{0};
+    std::atomic<uint64_t> spared{0};
+    std::atomic<uint64_t> missed{0};
+    std::atomic<uint64_t> would_kill{0};
+    std::atomic<uint64_t> errors{0};
+    std::atomic<uint64_t> config_reloads{0};
+    std::atomic<uint64_t> config_reload_failures{0};
+    std::atomic<uint64_t> config_generation{0};
+    std::atomic<uint64_t> send_drops{0};
+  };
+
+  Enforcer(const EnforcerOptions& options, Killer& killer, std::unique_ptr<Matcher> matcher,
+           std::shared_ptr<spdlog::logger> log);
+  Result<void> setup_fds();
+  void handle(Received& received);
+  void publish_decision(const ExecView& event, const Verdict& verdict, uint64_t received_boot_ns);
+  void publish_stats();
+  void take_pending_matcher();
+  // Returns false when the loop should end.
+  bool handle_control(int stop_fd, bool block);
+  void count(schema::Action action);
+
+  EnforcerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Publisher> publisher_;
+  std::unique_ptr<Subscriber> subscriber_;
+  SequenceTracker tracker_;
+  Decider decider_;
+  std::unique_ptr<Matcher> matcher_;
+  uint64_t matcher_generation_ = 1;
+  Received received_;
+  kj::Array<capnp::word> first_segment_;  // reused, zeroed by MallocMessageBuilder after use
+  uint64_t started_boot_ns_ = 0;
+
+  UniqueFd epoll_;
+  UniqueFd wake_;   // eventfd: stop() and install() write it
+  UniqueFd timer_;  // timerfd: stats
+  int stop_fd_registered_ = -1;
+
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> pending_ready_{false};
+  std::mutex pending_mutex_;
+  std::unique_ptr<Matcher> pending_;
+  uint64_t pending_generation_ = 0;
+
+  Counters counters_;
+};
+
+}  // namespace cryptnono::enforcer

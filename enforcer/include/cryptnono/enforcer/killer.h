@@ -1,0 +1,95 @@
+// Killing a process safely. A pid names a process only until it exits and the number is
+// reused, so every kill goes through a pidfd after checking that the process behind it
+// is the one the event named (its start time). The decision logic talks to the Killer
+// interface so it can be unit-tested without privileges; PidfdKiller is the real one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "cryptnono/proc.h"
+
+namespace cryptnono::enforcer {
+
+// Owns one file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+enum class KillStatus {
+  kOk,         // verified / read / signal sent
+  kExited,     // the process is gone (or a zombie)
+  kReused,     // the pid now names another process (start time differs)
+  kProtected,  // never killed: pid <= 1, the enforcer itself, kernel threads
+  kError,      // anything else (reason says what)
+};
+
+struct KillOutcome {
+  KillStatus status = KillStatus::kError;
+  std::string reason;  // empty for kOk; "process exited", "protected: pid 1", ...
+};
+
+// A process whose identity was verified. Each call re-checks that it is still alive.
+class Target {
+ public:
+  virtual ~Target() = default;
+  // Reads the full NUL-separated argument area from /proc/<pid>/cmdline into `out`, then
+  // confirms the process is still alive, so what was read was this process's.
+  virtual KillOutcome read_cmdline(std::string& out) = 0;
+  // Sends SIGKILL.
+  virtual KillOutcome kill() = 0;
+};
+
+struct Opened {
+  KillOutcome outcome;
+  std::unique_ptr<Target> target;  // set only when outcome.status == kOk
+};
+
+class Killer {
+ public:
+  virtual ~Killer() = default;
+  // Opens the process `pid` and verifies it started at `start_boot_ns` (CLOCK_BOOTTIME ns,
+  // compared at clock-tick resolution as /proc shows it).
+  virtual Opened open(pid_t pid, uint64_t start_boot_ns) = 0;
+};
+
+// The real killer: pidfd_open, /proc/<pid>/stat start time, pidfd_send_signal.
+// Sending SIGKILL to another user's process needs CAP_KILL. Thread-safe.
+class PidfdKiller : public Killer {
+ public:
+  explicit PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second = clock_ticks_per_second(),
+                       size_t max_cmdline_bytes = 8u << 20);
+  Opened open(pid_t pid, uint64_t start_boot_ns) override;
+
+ private:
+  ProcReader proc_;
+  pid_t self_;
+  uint64_t hz_;
+  size_t max_cmdline_bytes_;
+};
+
+}  // namespace cryptnono::enforcer

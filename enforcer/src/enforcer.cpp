@@ -1,0 +1,296 @@
+#include "cryptnono/enforcer/enforcer.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <capnp/message.h>
+
+#include "cryptnono/clock.h"
+
+namespace cryptnono::enforcer {
+
+namespace {
+
+constexpr size_t kFirstSegmentWords = 16 * 1024;  // 128 KiB: a 64 KiB argv and its cmdline
+constexpr int kBatch = 256;                       // messages handled between control checks
+
+std::string_view source_label(schema::Source s) {
+  return s == schema::Source::BPF ? "execwhacker.bpf" : "execwhacker.scan";
+}
+
+kj::ArrayPtr<const kj::byte> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
+}
+
+// capnp Text setters need NUL-terminated text; the views below always point at the whole
+// of a std::string.
+capnp::Text::Reader as_text(std::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+Enforcer::Enforcer(const EnforcerOptions& options, Killer& killer, std::unique_ptr<Matcher> matcher,
+                   std::shared_ptr<spdlog::logger> log)
+    : options_(options),
+      log_(std::move(log)),
+      decider_(killer, options.dry_run),
+      matcher_(std::move(matcher)),
+      first_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)) {
+  std::memset(first_segment_.begin(), 0, first_segment_.size() * sizeof(capnp::word));
+  counters_.config_generation = 1;
+  started_boot_ns_ = boot_ns();
+}
+
+Enforcer::~Enforcer() = default;
+
+Result<std::unique_ptr<Enforcer>> Enforcer::create(zmq::context_t& ctx, const EnforcerOptions& options,
+                                                   Killer& killer, std::unique_ptr<Matcher> matcher,
+                                                   std::shared_ptr<spdlog::logger> log) {
+  if (!matcher) return fail("no matcher");
+  std::unique_ptr<Enforcer> e(new Enforcer(options, killer, std::move(matcher), std::move(log)));
+  auto pub = Publisher::bind(ctx, options.bind, options.node, "enforcer", kDetector);
+  if (!pub) return tl::unexpected(pub.error());
+  e->publisher_ = std::move(*pub);
+  auto sub = Subscriber::connect(ctx, options.connect, {std::string(topic::kExec)});
+  if (!sub) return tl::unexpected(sub.error());
+  e->subscriber_ = std::move(*sub);
+  if (auto ok = e->setup_fds(); !ok) return tl::unexpected(ok.error());
+  return e;
+}
+
+Result<void> Enforcer::setup_fds() {
+  epoll_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return fail(std::string("epoll_create1: ") + std::strerror(errno));
+  wake_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) return fail(std::string("eventfd: ") + std::strerror(errno));
+  timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!timer_) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  uint32_t ms = options_.stats_interval_ms > 0 ? options_.stats_interval_ms : 5000;
+  itimerspec spec{};
+  spec.it_interval.tv_sec = ms / 1000;
+  spec.it_interval.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
+  spec.it_value = spec.it_interval;
+  if (timerfd_settime(timer_.get(), 0, &spec, nullptr) != 0)
+    return fail(std::string("timerfd_settime: ") + std::strerror(errno));
+  for (int fd : {wake_.get(), timer_.get()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+      return fail(std::string("epoll_ctl: ") + std::strerror(errno));
+  }
+  return {};
+}
+
+void Enforcer::stop() {
+  stop_requested_.store(true);
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
+void Enforcer::install(std::unique_ptr<Matcher> matcher) {
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    pending_ = std::move(matcher);  // an older pending one that never served is dropped
+    pending_generation_ = counters_.config_generation.fetch_add(1) + 1;
+    counters_.config_reloads.fetch_add(1);
+    pending_ready_.store(true, std::memory_order_release);
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
+void Enforcer::count_reload_failure() { counters_.config_reload_failures.fetch_add(1); }
+
+void Enforcer::take_pending_matcher() {
+  std::unique_ptr<Matcher> old;
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    if (!pending_) return;
+    old = std::move(matcher_);
+    matcher_ = std::move(pending_);
+    matcher_generation_ = pending_generation_;
+    pending_ready_.store(false, std::memory_order_relaxed);
+  }
+  // `old` (database and scratch) is freed here, between events.
+}
+
+std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
+  const auto& c = counters_;
+  return {
+      {"events_received", c.events_received.load()},
+      {"events_lost", c.events_lost.load()},
+      {"malformed", c.malformed.load() + c.wire_malformed.load()},
+      {"decisions", c.decisions.load()},
+      {"killed", c.killed.load()},
+      {"spared", c.spared.load()},
+      {"missed", c.missed.load()},
+      {"would_kill", c.would_kill.load()},
+      {"errors", c.errors.load()},
+      {"config_reloads", c.config_reloads.load()},
+      {"config_reload_failures", c.config_reload_failures.load()},
+      {"config_generation", c.config_generation.load()},
+      {"send_drops", c.send_drops.load()},
+  };
+}
+
+void Enforcer::count(schema::Action action) {
+  counters_.decisions.fetch_add(1, std::memory_order_relaxed);
+  switch (action) {
+    case schema::Action::NO_MATCH:
+      break;
+    case schema::Action::KILLED:
+      counters_.killed.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case schema::Action::SPARED:
+      counters_.spared.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case schema::Action::MISSED_KILL:
+      counters_.missed.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case schema::Action::WOULD_KILL:
+      counters_.would_kill.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case schema::Action::ERROR:
+      counters_.errors.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+}
+
+void Enforcer::handle(Received& received) {
+  uint64_t received_boot_ns = boot_ns();
+  // ZeroMQ subscriptions are prefixes: "exec" also lets "execfoo" through.
+  if (received.topic() != topic::kExec) return;
+  auto envelope = received.envelope();
+  if (!envelope) {
+    counters_.malformed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  ExecView view;
+  try {
+    auto env = *envelope;
+    auto seen = tracker_.observe(std::string_view(env.getPublisherId().cStr(), env.getPublisherId().size()),
+                                 topic::kExec, env.getSequence());
+    if (seen.lost > 0) counters_.events_lost.fetch_add(seen.lost, std::memory_order_relaxed);
+    auto body = env.getBody();
+    if (!body.isExec()) {
+      counters_.malformed.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    view = view_of(body.getExec());
+  } catch (const kj::Exception&) {
+    counters_.malformed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  counters_.events_received.fetch_add(1, std::memory_order_relaxed);
+  const Verdict& verdict = decider_.decide(view, *matcher_);
+  count(verdict.action);
+  publish_decision(view, verdict, received_boot_ns);
+}
+
+void Enforcer::publish_decision(const ExecView& event, const Verdict& v, uint64_t received_boot_ns) {
+  capnp::MallocMessageBuilder message(first_segment_.asPtr());
+  auto envelope = publisher_->begin(message, topic::kDecision);
+  auto d = envelope.getBody().initDecision();
+  d.setDetector(kDetector);
+  d.setAction(v.action);
+  d.setSource(as_text(source_label(event.source)));
+  bool matched = v.action != schema::Action::NO_MATCH;
+  if (!v.matched.empty()) d.setMatched(as_text(v.matched));
+  if (!v.allowed_by.empty()) d.setAllowedBy(as_text(v.allowed_by));
+  if (!v.reason.empty()) d.setReason(v.reason);
+  // noMatch decisions leave out argv and the command line to keep the volume low.
+  if (matched) d.setCmdline(as_bytes(decider_.cmdline()));
+  d.setCmdlineFromProc(v.cmdline_from_proc);
+  copy_event(event, d.initEvent(), matched);
+  d.setReceivedBootNs(received_boot_ns);
+  d.setDecidedBootNs(v.decided_boot_ns);
+  d.setKilledBootNs(v.killed_boot_ns);
+  d.setConfigGeneration(matcher_generation_);
+  if (!publisher_->send(topic::kDecision, message)) counters_.send_drops.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Enforcer::publish_stats() {
+  auto values = counters();
+  capnp::MallocMessageBuilder message(first_segment_.asPtr());
+  auto envelope = publisher_->begin(message, topic::kStats);
+  auto stats = envelope.getBody().initStats();
+  stats.setUptimeNs(boot_ns() - started_boot_ns_);
+  stats.setIntervalMs(options_.stats_interval_ms);
+  auto list = stats.initCounters(static_cast<unsigned>(values.size()));
+  for (unsigned i = 0; i < values.size(); ++i) {
+    list[i].setName(values[i].first);
+    list[i].setValue(values[i].second);
+  }
+  if (!publisher_->send(topic::kStats, message)) counters_.send_drops.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Enforcer::handle_control(int stop_fd, bool block) {
+  epoll_event events[4];
+  int n = epoll_wait(epoll_.get(), events, 4, block ? -1 : 0);
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].data.fd;
+    if (fd == wake_.get()) {
+      uint64_t v = 0;
+      (void)!::read(fd, &v, sizeof v);
+    } else if (fd == timer_.get()) {
+      uint64_t expirations = 0;
+      (void)!::read(fd, &expirations, sizeof expirations);
+      counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
+      publish_stats();
+    } else if (fd == stop_fd) {
+      // A signalfd: consume the signal so it is not left pending. Any other fd: readable
+      // means stop.
+      signalfd_siginfo info{};
+      (void)!::read(fd, &info, sizeof info);
+      log_->info("signal {} received: stopping", info.ssi_signo);
+      stop_requested_.store(true);
+    }
+  }
+  take_pending_matcher();
+  return !stop_requested_.load();
+}
+
+void Enforcer::run(int stop_fd) {
+  if (stop_fd >= 0 && stop_fd != stop_fd_registered_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = stop_fd;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_fd, &ev) == 0) stop_fd_registered_ = stop_fd;
+  }
+  std::string connect;
+  for (const auto& ep : options_.connect) connect += (connect.empty() ? "" : ", ") + ep;
+  log_->info("enforcer running: {} banned strings, {} allowed patterns; events from {}; decisions on {} as {}{}",
+             matcher_->banned_count(), matcher_->allowed_count(), connect, options_.bind, publisher_->id(),
+             options_.dry_run ? " (dry run: nothing is killed)" : "");
+  while (!stop_requested_.load()) {
+    Subscriber::Wait woke;
+    try {
+      woke = subscriber_->wait(epoll_.get(), -1);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      log_->error("waiting for events failed: {}", e.what());
+      break;
+    }
+    if (woke == Subscriber::Wait::kMessage) {
+      for (int i = 0; i < kBatch; ++i) {
+        // A matcher installed before this event was published must judge it.
+        if (pending_ready_.load(std::memory_order_acquire)) take_pending_matcher();
+        if (!subscriber_->try_receive(received_)) break;
+        handle(received_);
+      }
+      counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
+    }
+    // Timer, wake-ups and the stop fd: without blocking, also when messages keep coming.
+    if (!handle_control(stop_fd, false)) break;
+  }
+  counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
+  publish_stats();
+}
+
+}  // namespace cryptnono::enforcer

@@ -1,0 +1,449 @@
+// The enforcer loop in-process, over real ZeroMQ sockets (ipc in a temp dir), killing
+// real child processes. The test plays the collector (publishes ExecEvents) and the
+// exporter (subscribes to decisions and stats). Every test bans its own random string.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <capnp/message.h>
+
+#include "cryptnono/clock.h"
+#include "cryptnono/enforcer/app.h"
+#include "cryptnono/enforcer/enforcer.h"
+#include "cryptnono/enforcer/text.h"
+#include "cryptnono/enforcer/watcher.h"
+#include "cryptnono/log.h"
+#include "cryptnono/transport.h"
+#include "enforcer_test_util.h"
+
+namespace cryptnono::enforcer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Child;
+using testing::EventSpec;
+
+std::string text(capnp::Text::Reader t) { return {t.cStr(), t.size()}; }
+std::string data(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+
+// A decision or stats message copied out of the receive buffer.
+struct Got {
+  std::unique_ptr<capnp::MallocMessageBuilder> message = std::make_unique<capnp::MallocMessageBuilder>();
+  schema::Envelope::Reader envelope() { return message->getRoot<schema::Envelope>().asReader(); }
+  schema::Decision::Reader decision() { return envelope().getBody().getDecision(); }
+};
+
+class EnforcerLoop : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::make_temp_dir();
+    config_dir_ = dir_ + "/config";
+    std::filesystem::create_directories(config_dir_);
+    config_path_ = config_dir_ + "/execwhacker.json";
+    token_ = testing::random_token();
+    exec_ep_ = "ipc://" + dir_ + "/collector.sock";
+    decision_ep_ = "ipc://" + dir_ + "/execwhacker.sock";
+    raw_ep_ = "ipc://" + dir_ + "/raw.sock";
+    log_ = make_logger("enforcer-test", "warn");
+  }
+
+  void TearDown() override {
+    stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts the enforcer loop on its own thread with `config_text` in config_path_.
+  void start(const std::string& config_text, bool dry_run = false) {
+    testing::write_file(config_path_, config_text);
+    auto rules = load_rules({config_path_});
+    ASSERT_TRUE(rules) << rules.error().message;
+
+    auto pub = Publisher::bind(ctx_, exec_ep_, "test-node", "collector", "collector");
+    ASSERT_TRUE(pub) << pub.error().message;
+    collector_ = std::move(*pub);
+
+    EnforcerOptions options;
+    options.connect = {exec_ep_, raw_ep_};
+    options.bind = decision_ep_;
+    options.node = "test-node";
+    options.dry_run = dry_run;
+    options.stats_interval_ms = 100;
+    auto e = Enforcer::create(ctx_, options, killer_, std::move(rules->matcher), log_);
+    ASSERT_TRUE(e) << e.error().message;
+    enforcer_ = std::move(*e);
+
+    auto sub = Subscriber::connect(ctx_, {decision_ep_}, {std::string(topic::kDecision), std::string(topic::kStats)});
+    ASSERT_TRUE(sub);
+    decisions_ = std::move(*sub);
+
+    Enforcer* raw = enforcer_.get();
+    ConfigWatcher::Callbacks callbacks{[raw](std::unique_ptr<Matcher> m) { raw->install(std::move(m)); },
+                                       [raw] { raw->count_reload_failure(); }};
+    auto w = ConfigWatcher::start({config_path_}, std::move(rules->contents), std::move(callbacks), log_, -1, 20);
+    ASSERT_TRUE(w) << w.error().message;
+    watcher_ = std::move(*w);
+
+    thread_ = std::thread([raw] { raw->run(); });
+    handshake();
+  }
+
+  void stop() {
+    if (enforcer_) enforcer_->stop();
+    if (thread_.joinable()) thread_.join();
+    watcher_.reset();
+    enforcer_.reset();
+    decisions_.reset();
+    collector_.reset();
+  }
+
+  void publish(const EventSpec& spec) {
+    capnp::MallocMessageBuilder mb;
+    auto env = collector_->begin(mb, topic::kExec);
+    testing::fill_event(env.getBody().initExec(), spec);
+    ASSERT_TRUE(collector_->send(topic::kExec, mb));
+  }
+
+  // Waits for the next message on the decision socket that satisfies `want`.
+  template <class Pred>
+  std::optional<Got> await(Pred want, std::chrono::milliseconds timeout = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    Received rx;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      if (decisions_->wait(-1, left.count()) != Subscriber::Wait::kMessage) continue;
+      while (decisions_->try_receive(rx)) {
+        auto env = rx.envelope();
+        if (!env) continue;
+        Got got;
+        got.message->setRoot(*env);
+        if (want(got.envelope())) return got;
+      }
+    }
+  }
+
+  std::optional<Got> await_decision(pid_t pid, std::chrono::milliseconds timeout = 10s) {
+    return await(
+        [pid](schema::Envelope::Reader e) {
+          return e.getBody().isDecision() && e.getBody().getDecision().getEvent().getPid() == static_cast<uint32_t>(pid);
+        },
+        timeout);
+  }
+
+  // PUB/SUB connections join asynchronously: publish harmless events until one's decision
+  // comes back, so both directions are connected.
+  void handshake() {
+    for (int i = 0; i < 200; ++i) {
+      EventSpec probe;
+      probe.pid = getpid();
+      probe.start_boot_ns = 1;
+      probe.filename = "/bin/probe";
+      probe.argv = "probe";
+      publish(probe);
+      if (await_decision(getpid(), 50ms)) return;
+    }
+    FAIL() << "the enforcer never answered";
+  }
+
+  EventSpec event_for(const Child& child, schema::Source source = schema::Source::BPF) {
+    EventSpec spec;
+    spec.source = source;
+    spec.pid = child.pid();
+    spec.start_boot_ns = child.start_boot_ns();
+    if (source == schema::Source::BPF) spec.filename = child.path();
+    spec.argv = child.argv_area();
+    return spec;
+  }
+
+  uint64_t counter(const std::string& name) {
+    for (const auto& [n, v] : enforcer_->counters())
+      if (n == name) return v;
+    ADD_FAILURE() << "no counter " << name;
+    return 0;
+  }
+
+  template <class Pred>
+  bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(5ms);  // test-side only: the enforcer itself never polls
+    }
+    return pred();
+  }
+
+  zmq::context_t ctx_;
+  std::string dir_, config_dir_, config_path_, token_, exec_ep_, decision_ep_, raw_ep_;
+  std::shared_ptr<spdlog::logger> log_;
+  PidfdKiller killer_{ProcReader("/proc"), getpid()};
+  std::unique_ptr<Publisher> collector_;
+  std::unique_ptr<Subscriber> decisions_;
+  std::unique_ptr<Enforcer> enforcer_;
+  std::unique_ptr<ConfigWatcher> watcher_;
+  std::thread thread_;
+};
+
+TEST_F(EnforcerLoop, KillsAChildWhoseCommandLineHoldsTheBannedString) {
+  start(testing::config_json({token_}));
+  Child child(dir_, token_);
+  ASSERT_GT(child.pid(), 0);
+  uint64_t before = boot_ns();
+  publish(event_for(child));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  int status = child.wait_for_exit();
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+
+  auto d = got->decision();
+  EXPECT_EQ(d.getAction(), schema::Action::KILLED);
+  EXPECT_EQ(text(d.getDetector()), "execwhacker");
+  EXPECT_EQ(text(d.getSource()), "execwhacker.bpf");
+  EXPECT_EQ(text(d.getMatched()), token_);
+  EXPECT_EQ(data(d.getCmdline()), casefold(child.path()) + " 60");
+  EXPECT_FALSE(d.getCmdlineFromProc());
+  EXPECT_EQ(data(d.getEvent().getArgv()), child.argv_area());
+  EXPECT_EQ(d.getConfigGeneration(), 1u);
+  EXPECT_GE(d.getReceivedBootNs(), before);
+  EXPECT_GE(d.getDecidedBootNs(), d.getReceivedBootNs());
+  EXPECT_GE(d.getKilledBootNs(), d.getDecidedBootNs());
+  EXPECT_EQ(text(got->envelope().getPublisherKind()), "enforcer");
+}
+
+TEST_F(EnforcerLoop, ASweepEventIsJudgedOnArgvAndLabelledScan) {
+  start(testing::config_json({token_}));
+  Child child(dir_, token_);
+  publish(event_for(child, schema::Source::SCAN));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::KILLED);
+  EXPECT_EQ(text(got->decision().getSource()), "execwhacker.scan");
+  EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+}
+
+TEST_F(EnforcerLoop, AWrongStartTimeIsAMissedKillAndTheChildLives) {
+  start(testing::config_json({token_}));
+  Child child(dir_, token_);
+  auto spec = event_for(child);
+  spec.start_boot_ns += 7 * (1'000'000'000ull / clock_ticks_per_second());  // another process's start
+  publish(spec);
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::MISSED_KILL);
+  EXPECT_EQ(text(got->decision().getReason()), "pid reused (start time differs)");
+  EXPECT_EQ(got->decision().getKilledBootNs(), 0u);
+  EXPECT_TRUE(child.alive());
+  EXPECT_EQ(counter("missed"), 1u);
+}
+
+TEST_F(EnforcerLoop, DryRunPublishesWouldKillAndTheChildLives) {
+  start(testing::config_json({token_}), /*dry_run=*/true);
+  Child child(dir_, token_);
+  publish(event_for(child));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::WOULD_KILL);
+  EXPECT_TRUE(child.alive());
+  EXPECT_EQ(counter("would_kill"), 1u);
+  EXPECT_EQ(counter("killed"), 0u);
+}
+
+TEST_F(EnforcerLoop, ATruncatedEventIsJudgedOnTheFullCmdlineFromProc) {
+  start(testing::config_json({token_}));
+  Child child(dir_, token_);
+  auto spec = event_for(child, schema::Source::SCAN);
+  spec.full_length = static_cast<uint32_t>(spec.argv.size());
+  spec.argv = spec.argv.substr(0, 4);  // "/tmp": the token is beyond the cut
+  spec.truncated = true;
+  publish(spec);
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::KILLED);
+  EXPECT_TRUE(got->decision().getCmdlineFromProc());
+  EXPECT_EQ(data(got->decision().getCmdline()), casefold(child.path()) + " 60");
+  EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+}
+
+TEST_F(EnforcerLoop, AllowedPatternSparesAndTheChildLives) {
+  start(testing::config_json({token_}, {"^" + dir_ + "/"}));
+  Child child(dir_, token_);
+  publish(event_for(child));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::SPARED);
+  EXPECT_EQ(text(got->decision().getAllowedBy()), "^" + dir_ + "/");
+  EXPECT_TRUE(child.alive());
+}
+
+TEST_F(EnforcerLoop, NoMatchDecisionsLeaveOutArgvAndCmdline) {
+  start(testing::config_json({token_}));
+  Child child(dir_, testing::random_token());  // not banned
+  publish(event_for(child));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  auto d = got->decision();
+  EXPECT_EQ(d.getAction(), schema::Action::NO_MATCH);
+  EXPECT_EQ(d.getCmdline().size(), 0u);
+  EXPECT_EQ(d.getEvent().getArgv().size(), 0u);
+  EXPECT_EQ(data(d.getEvent().getFilename()), child.path());
+  EXPECT_EQ(d.getEvent().getStartBootNs(), child.start_boot_ns());
+  EXPECT_TRUE(child.alive());
+}
+
+TEST_F(EnforcerLoop, EditingTheConfigOnDiskTakesEffectWithoutRestart) {
+  start(testing::config_json({token_}));
+  std::string second = testing::random_token();
+  testing::replace_file(config_path_, testing::config_json({token_, second}));
+  ASSERT_TRUE(eventually([&] { return enforcer_->config_generation() == 2; }));
+  Child child(dir_, second);
+  publish(event_for(child));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::KILLED);
+  EXPECT_EQ(got->decision().getConfigGeneration(), 2u);
+  EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+  EXPECT_EQ(counter("config_reloads"), 1u);
+
+  // Writing in place (truncate, write, close) is picked up as well.
+  std::string third = testing::random_token();
+  testing::write_file(config_path_, testing::config_json({third}));
+  ASSERT_TRUE(eventually([&] { return enforcer_->config_generation() == 3; }));
+  Child third_child(dir_, third);
+  publish(event_for(third_child));
+  auto got3 = await_decision(third_child.pid());
+  ASSERT_TRUE(got3);
+  EXPECT_EQ(got3->decision().getAction(), schema::Action::KILLED);
+  EXPECT_EQ(counter("config_reload_failures"), 0u);
+}
+
+TEST_F(EnforcerLoop, ABadEditIsRefusedAndTheOldConfigKeepsKilling) {
+  start(testing::config_json({token_}));
+  std::string second = testing::random_token();
+  testing::replace_file(config_path_, "{\"bannedCommandStrings\": [\"" + second + "\",\n 42]}");
+  ASSERT_TRUE(eventually([&] { return counter("config_reload_failures") == 1; }));
+  EXPECT_EQ(enforcer_->config_generation(), 1u);
+
+  Child old_target(dir_, token_);
+  publish(event_for(old_target));
+  auto got = await_decision(old_target.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::KILLED);
+  EXPECT_EQ(got->decision().getConfigGeneration(), 1u);
+  EXPECT_TRUE(WIFSIGNALED(old_target.wait_for_exit()));
+
+  // A regex RE2 refuses is a bad config too; fixing the file then works.
+  testing::replace_file(config_path_, testing::config_json({second}, {"(?!lookahead)"}));
+  ASSERT_TRUE(eventually([&] { return counter("config_reload_failures") == 2; }));
+  testing::replace_file(config_path_, testing::config_json({second}));
+  ASSERT_TRUE(eventually([&] { return enforcer_->config_generation() == 2; }));
+  EXPECT_EQ(counter("config_reload_failures"), 2u);
+}
+
+TEST_F(EnforcerLoop, AKubernetesConfigMapSymlinkSwapIsPickedUp) {
+  // The layout a ConfigMap volume has: file -> ..data/file, ..data -> ..<timestamp>/.
+  std::string v1 = config_dir_ + "/..2024_01_01_v1";
+  std::filesystem::create_directories(v1);
+  testing::write_file(v1 + "/execwhacker.json", testing::config_json({token_}));
+  std::filesystem::create_directory_symlink("..2024_01_01_v1", config_dir_ + "/..data");
+  std::filesystem::remove(config_path_);
+  std::filesystem::create_symlink("..data/execwhacker.json", config_path_);
+  // start() writes through the symlink: same content.
+  start(testing::config_json({token_}));
+
+  std::string second = testing::random_token();
+  std::string v2 = config_dir_ + "/..2024_01_02_v2";
+  std::filesystem::create_directories(v2);
+  testing::write_file(v2 + "/execwhacker.json", testing::config_json({second}));
+  std::filesystem::create_directory_symlink("..2024_01_02_v2", config_dir_ + "/..data_tmp");
+  std::filesystem::rename(config_dir_ + "/..data_tmp", config_dir_ + "/..data");  // what kubelet does
+  std::filesystem::remove_all(v1);
+  ASSERT_TRUE(eventually([&] { return enforcer_->config_generation() == 2; }));
+
+  Child child(dir_, second);
+  publish(event_for(child));
+  auto got = await_decision(child.pid());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::KILLED);
+}
+
+TEST_F(EnforcerLoop, ReloadRequestWithUnchangedContentDoesNotRebuild) {
+  start(testing::config_json({token_}));
+  uint64_t checks = watcher_->checks();
+  watcher_->request_reload();
+  ASSERT_TRUE(eventually([&] { return watcher_->checks() > checks; }));
+  EXPECT_EQ(enforcer_->config_generation(), 1u);
+  EXPECT_EQ(counter("config_reloads"), 0u);
+}
+
+TEST_F(EnforcerLoop, MalformedMessagesAndSequenceGapsAreCounted) {
+  start(testing::config_json({token_}));
+  uint64_t received = counter("events_received");
+  // A gap: take a sequence number and never send it.
+  {
+    capnp::MallocMessageBuilder skipped;
+    collector_->begin(skipped, topic::kExec);
+  }
+  // Not an exec body on the exec topic.
+  {
+    capnp::MallocMessageBuilder mb;
+    collector_->begin(mb, topic::kExec).getBody().initStats();
+    ASSERT_TRUE(collector_->send(topic::kExec, mb));
+  }
+  // Garbage from a second publisher the enforcer also subscribes to: a bad segment
+  // table (refused while framing) and a well-framed message whose root pointer points
+  // out of bounds (refused while decoding).
+  zmq::socket_t raw(ctx_, zmq::socket_type::pub);
+  raw.bind(raw_ep_);
+  const uint32_t bad_table[4] = {0, 0x7fffffff, 0, 0};
+  const uint32_t bad_pointer[4] = {0, 1, 0x7ffffff0, 0x00010000};
+  ASSERT_TRUE(eventually([&] {
+    raw.send(zmq::str_buffer("exec"), zmq::send_flags::sndmore);
+    raw.send(zmq::buffer(bad_table, sizeof bad_table), zmq::send_flags::none);
+    raw.send(zmq::str_buffer("exec"), zmq::send_flags::sndmore);
+    raw.send(zmq::buffer(bad_pointer, sizeof bad_pointer), zmq::send_flags::none);
+    return counter("malformed") >= 3;  // the stats body above, and at least one of each
+  }));
+  Child child(dir_, token_);
+  publish(event_for(child));  // something valid after the gap
+  ASSERT_TRUE(await_decision(child.pid()));
+  EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+  EXPECT_EQ(counter("events_lost"), 1u);
+  EXPECT_EQ(counter("events_received"), received + 1);
+}
+
+TEST_F(EnforcerLoop, StatsCarryTheContractsCounters) {
+  start(testing::config_json({token_}));
+  auto got = await([](schema::Envelope::Reader e) { return e.getBody().isStats(); });
+  ASSERT_TRUE(got);
+  auto stats = got->envelope().getBody().getStats();
+  EXPECT_EQ(stats.getIntervalMs(), 100u);
+  std::vector<std::string> names;
+  for (auto c : stats.getCounters()) names.push_back(text(c.getName()));
+  const std::vector<std::string> expected = {"events_received", "events_lost", "malformed", "decisions", "killed",
+                                             "spared", "missed", "would_kill", "errors", "config_reloads",
+                                             "config_reload_failures", "config_generation", "send_drops"};
+  EXPECT_EQ(names, expected);
+  EXPECT_EQ(text(got->envelope().getPublisherKind()), "enforcer");
+  EXPECT_EQ(text(got->envelope().getNode()), "test-node");
+}
+
+TEST_F(EnforcerLoop, HostileEventsAreDecidedNotCrashedOn) {
+  start(testing::config_json({token_}));
+  std::string argv;
+  for (int i = 0; i < 300000; ++i) argv.push_back(static_cast<char>((i * 7919) & 0xff));
+  EventSpec spec;
+  spec.pid = 999'999'999;  // no such process
+  spec.start_boot_ns = 1;
+  spec.filename = "\xff\xfe'\"\n";
+  spec.argv = argv + std::string("\0", 1) + token_;
+  publish(spec);
+  auto got = await_decision(999'999'999);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->decision().getAction(), schema::Action::MISSED_KILL);
+  EXPECT_EQ(text(got->decision().getReason()), "process exited");
+}
+
+}  // namespace
+}  // namespace cryptnono::enforcer

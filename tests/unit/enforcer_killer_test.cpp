@@ -1,0 +1,109 @@
+// PidfdKiller against real processes: the test's own children, so no root is needed.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "cryptnono/enforcer/killer.h"
+#include "enforcer_test_util.h"
+
+namespace cryptnono::enforcer {
+namespace {
+
+using testing::Child;
+
+class PidfdKillerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = testing::make_temp_dir(); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+  PidfdKiller killer_{ProcReader("/proc"), getpid()};
+};
+
+TEST_F(PidfdKillerTest, KillsTheVerifiedProcessWithSigkill) {
+  Child child(dir_, testing::random_token());
+  ASSERT_GT(child.pid(), 0);
+  auto opened = killer_.open(child.pid(), child.start_boot_ns());
+  ASSERT_EQ(opened.outcome.status, KillStatus::kOk) << opened.outcome.reason;
+  ASSERT_TRUE(opened.target);
+  EXPECT_EQ(opened.target->kill().status, KillStatus::kOk);
+  int status = child.wait_for_exit();
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+TEST_F(PidfdKillerTest, ReadsTheFullCmdlineOfTheVerifiedProcess) {
+  Child child(dir_, testing::random_token());
+  auto opened = killer_.open(child.pid(), child.start_boot_ns());
+  ASSERT_EQ(opened.outcome.status, KillStatus::kOk) << opened.outcome.reason;
+  std::string argv;
+  ASSERT_EQ(opened.target->read_cmdline(argv).status, KillStatus::kOk);
+  EXPECT_EQ(argv, child.argv_area());
+}
+
+TEST_F(PidfdKillerTest, AnotherStartTimeMeansThePidWasReused) {
+  Child child(dir_, testing::random_token());
+  uint64_t tick_ns = 1'000'000'000ull / clock_ticks_per_second();
+  auto opened = killer_.open(child.pid(), child.start_boot_ns() + 5 * tick_ns);
+  EXPECT_EQ(opened.outcome.status, KillStatus::kReused);
+  EXPECT_EQ(opened.outcome.reason, "pid reused (start time differs)");
+  EXPECT_FALSE(opened.target);
+  EXPECT_TRUE(child.alive());
+}
+
+TEST_F(PidfdKillerTest, AZombieHasExited) {
+  Child child(dir_, testing::random_token());
+  uint64_t start = child.start_boot_ns();
+  ASSERT_EQ(::kill(child.pid(), SIGKILL), 0);
+  // Wait for it to die without reaping it, so the pid stays (a zombie).
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child.pid()), &info, WEXITED | WNOWAIT), 0);
+  auto opened = killer_.open(child.pid(), start);
+  EXPECT_EQ(opened.outcome.status, KillStatus::kExited);
+  EXPECT_EQ(opened.outcome.reason, "process exited");
+}
+
+TEST_F(PidfdKillerTest, AReapedProcessIsNotKilled) {
+  Child child(dir_, testing::random_token());
+  pid_t pid = child.pid();
+  uint64_t start = child.start_boot_ns();
+  ::kill(pid, SIGKILL);
+  child.wait_for_exit();
+  auto opened = killer_.open(pid, start);
+  // Gone, or (rarely) the pid already names a newer process: never kOk.
+  EXPECT_TRUE(opened.outcome.status == KillStatus::kExited || opened.outcome.status == KillStatus::kReused)
+      << opened.outcome.reason;
+}
+
+TEST_F(PidfdKillerTest, NeverTouchesPidOneItselfOrKernelThreads) {
+  EXPECT_EQ(killer_.open(1, 1).outcome.reason, "protected: pid 1");
+  EXPECT_EQ(killer_.open(0, 1).outcome.reason, "protected: pid 0");
+  EXPECT_EQ(killer_.open(getpid(), 1).outcome.reason, "protected: the enforcer itself");
+  EXPECT_EQ(killer_.open(getpid(), 1).outcome.status, KillStatus::kProtected);
+
+  ProcReader proc;
+  pid_t kthread = 0;
+  uint64_t ticks = 0;
+  for (pid_t pid : proc.list_pids()) {
+    auto st = proc.stat(pid);
+    if (st && (st->flags & kPfKthread) != 0 && st->start_ticks > 0) {
+      kthread = pid;
+      ticks = st->start_ticks;
+      break;
+    }
+  }
+  if (kthread == 0) GTEST_SKIP() << "no kernel thread visible in this pid namespace";
+  uint64_t start = ticks * (1'000'000'000ull / clock_ticks_per_second());
+  auto opened = killer_.open(kthread, start);
+  EXPECT_EQ(opened.outcome.status, KillStatus::kProtected) << opened.outcome.reason;
+  EXPECT_EQ(opened.outcome.reason, "protected: kernel thread");
+}
+
+TEST_F(PidfdKillerTest, AnEventWithoutStartTimeCannotBeVerified) {
+  Child child(dir_, testing::random_token());
+  auto opened = killer_.open(child.pid(), 0);
+  EXPECT_EQ(opened.outcome.status, KillStatus::kError);
+  EXPECT_TRUE(child.alive());
+}
+
+}  // namespace
+}  // namespace cryptnono::enforcer

@@ -1,0 +1,242 @@
+// The execwhacker matching rules, table-driven, with cryptnono's own cases.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "cryptnono/enforcer/matcher.h"
+#include "cryptnono/enforcer/text.h"
+
+namespace cryptnono::enforcer {
+namespace {
+
+using namespace std::string_literals;
+
+ExecwhackerConfig make_config(const std::vector<std::string>& banned, const std::vector<std::string>& allowed = {}) {
+  ExecwhackerConfig c;
+  for (size_t i = 0; i < banned.size(); ++i) c.banned.push_back({banned[i], "t.json", i, 1});
+  for (size_t i = 0; i < allowed.size(); ++i) c.allowed.push_back({allowed[i], "t.json", i, 2});
+  return c;
+}
+
+std::unique_ptr<Matcher> build(const std::vector<std::string>& banned, const std::vector<std::string>& allowed = {}) {
+  auto m = Matcher::build(make_config(banned, allowed));
+  EXPECT_TRUE(m) << m.error().message;
+  return m ? std::move(*m) : nullptr;
+}
+
+// Matches a raw command line the way the enforcer does: casefold, then match.
+Matcher::Match match(Matcher& m, std::string_view cmdline) { return m.match(casefold(cmdline)); }
+
+struct BoundaryCase {
+  const char* name;
+  std::string cmdline;
+  bool killed;
+};
+
+class BannedStringBoundaries : public ::testing::TestWithParam<BoundaryCase> {};
+
+TEST_P(BannedStringBoundaries, KillOnlyWhenNotGluedToAWordCharacter) {
+  auto m = build({"string"});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(match(*m, GetParam().cmdline).found(), GetParam().killed) << testing::PrintToString(GetParam().cmdline);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BannedStringBoundaries,
+    ::testing::Values(
+        // cryptnono's own table for banned "string".
+        BoundaryCase{"GluedBeforeIsSpared", "Xstring", false},
+        BoundaryCase{"GluedAfterIsSpared", "stringX", false},
+        BoundaryCase{"AloneIsKilled", "string", true},
+        BoundaryCase{"DotBeforeIsKilled", ".string", true},
+        BoundaryCase{"DashAfterIsKilled", "string-", true},
+        // Per occurrence: a glued decoy must not spare a standalone copy.
+        BoundaryCase{"DecoyThenStandaloneIsKilled", "xstringx string", true},
+        BoundaryCase{"OverlappingCopiesAllGluedAreSpared", "stringstringstring", false},
+        BoundaryCase{"GluedCopyThenCopyAtEndIsKilled", "stringstring string", true},
+        BoundaryCase{"UnderscoreIsAWordCharacter", "_string", false},
+        BoundaryCase{"DigitIsAWordCharacter", "string2", false},
+        BoundaryCase{"QuotedIsKilled", "/usr/bin/sh -c 'echo string'", true},
+        BoundaryCase{"PathComponentIsKilled", "/tmp/string/run", true},
+        BoundaryCase{"UpperCaseIsKilled", "STRING", true},
+        // Non-ASCII neighbours: letters and digits are word characters as in Python's \w.
+        BoundaryCase{"AccentedLetterBeforeIsSpared", "\xc3\xa9string", false},
+        BoundaryCase{"AccentedLetterAfterIsSpared", "string\xc3\xa9", false},
+        BoundaryCase{"UpperAccentedLetterBeforeIsSpared", "\xc3\x89string", false},
+        BoundaryCase{"CjkLetterBeforeIsSpared", "\xe4\xb8\xadstring", false},
+        BoundaryCase{"EmDashBeforeIsKilled", "\xe2\x80\x94string", true},
+        BoundaryCase{"NoBreakSpaceAfterIsKilled", "string\xc2\xa0", true},
+        // Bytes that are not valid UTF-8 are not word characters.
+        BoundaryCase{"InvalidByteBeforeIsKilled", "\xffstring", true},
+        BoundaryCase{"TruncatedLeadByteBeforeIsKilled", "\xc3string", true},
+        BoundaryCase{"StrayContinuationAfterIsKilled", "string\xa9", true},
+        BoundaryCase{"NulBytesAroundAreKilled", "\0string\0"s, true},
+        BoundaryCase{"NulInsideIsNotAMatch", "str\0ing"s, false},
+        BoundaryCase{"AbsentIsNotAMatch", "/usr/bin/python3 -m http.server", false}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Matcher, ReportsTheCasefoldedStringAndWhereItStarts) {
+  auto m = build({"StRiNg"});
+  ASSERT_TRUE(m);
+  auto r = match(*m, "xstringx STRING");
+  ASSERT_TRUE(r.found());
+  EXPECT_EQ(m->banned(static_cast<size_t>(r.banned)), "string");
+  EXPECT_EQ(r.offset, 9u);
+}
+
+TEST(Matcher, NonAsciiBannedStringsMatchAnyCase) {
+  auto m = build({"\xc3\x89" "COLE-miner", "stra\xc3\x9f" "e"});  // ÉCOLE-miner, straße
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(match(*m, "run \xc3\xa9" "cole-MINER now").found());   // école-MINER
+  EXPECT_TRUE(match(*m, "run \xc3\x89" "COLE-miner now").found());   // ÉCOLE-miner
+  EXPECT_TRUE(match(*m, "--pool STRASSE").found());                  // full folding: ß == ss
+  EXPECT_TRUE(match(*m, "--pool Stra\xc3\x9f" "e").found());
+  EXPECT_FALSE(match(*m, "run x\xc3\xa9" "cole-miner").found());     // glued to x
+  EXPECT_EQ(m->banned(0), "\xc3\xa9" "cole-miner");
+}
+
+TEST(Matcher, FirstStandaloneOccurrenceWinsAmongManyStrings) {
+  auto m = build({"abc", "bcd", "zzz"});
+  ASSERT_TRUE(m);
+  EXPECT_FALSE(match(*m, "xabcd").found());  // abc glued to d, bcd glued to a
+  auto r = match(*m, "xabcd zzz abc");
+  ASSERT_TRUE(r.found());
+  EXPECT_EQ(m->banned(static_cast<size_t>(r.banned)), "zzz");
+}
+
+TEST(Matcher, BannedStringWithPunctuationAtItsEdgesStillNeedsNonWordNeighbours) {
+  auto m = build({"-x"});
+  ASSERT_TRUE(m);
+  EXPECT_FALSE(match(*m, "a-x").found());  // Python: (?<!\w)-x(?!\w) does not match "a-x"
+  EXPECT_TRUE(match(*m, "a -x").found());
+}
+
+TEST(Matcher, AllowedPatternSparesAMatch) {
+  auto m = build({"string"}, {"/usr/bin/safe "});
+  ASSERT_TRUE(m);
+  auto r = match(*m, "/usr/bin/safe string");
+  ASSERT_TRUE(r.found());
+  ASSERT_EQ(r.allowed, 0);
+  EXPECT_EQ(m->allowed_pattern(0), "/usr/bin/safe ");
+}
+
+TEST(Matcher, AllowedPatternIsAnchoredAtTheStartOnly) {
+  auto m = build({"string"}, {"safe", "/usr/bin/[a-z]+ -c"});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(match(*m, "/usr/bin/x safe string").allowed, -1);   // "safe" only mid-string
+  EXPECT_EQ(match(*m, "safe string").allowed, 0);                // at the start
+  EXPECT_EQ(match(*m, "/usr/bin/sh -c string").allowed, 1);      // a prefix match suffices
+  EXPECT_EQ(match(*m, "x /usr/bin/sh -c string").allowed, -1);
+}
+
+TEST(Matcher, AllowedPatternIsCaseInsensitive) {
+  auto m = build({"string"}, {"/USR/BIN/Safe"});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(match(*m, "/usr/bin/SAFE string").allowed, 0);
+}
+
+TEST(Matcher, AllowedPatternsAreOnlyConsultedWhenABannedStringMatched) {
+  auto m = build({"string"}, {".*"});
+  ASSERT_TRUE(m);
+  auto r = match(*m, "nothing banned here");
+  EXPECT_FALSE(r.found());
+  EXPECT_EQ(r.allowed, -1);
+}
+
+TEST(Matcher, EmptyBannedListMatchesNothing) {
+  auto m = build({}, {"^x"});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->banned_count(), 0u);
+  EXPECT_EQ(m->database_bytes(), 0u);
+  EXPECT_FALSE(match(*m, "anything at all").found());
+}
+
+TEST(Matcher, HostileCommandLinesDoNotCrash) {
+  auto m = build({"string"});
+  ASSERT_TRUE(m);
+  std::mt19937 rng(42);
+  std::string big(4u << 20, '\0');
+  for (auto& c : big) c = static_cast<char>(rng());
+  EXPECT_FALSE(m->match(casefold(big)).scan_failed);
+  std::string quotes(1u << 20, '\'');
+  std::string joined;
+  join_proc_cmdline(quotes, joined);  // every quote becomes five bytes
+  EXPECT_EQ(joined.size(), quotes.size() * 5 + 2);
+  EXPECT_FALSE(match(*m, joined).found());
+  EXPECT_TRUE(match(*m, std::string(1u << 20, 'a') + " string").found());
+}
+
+// 100,000 strings must compile and match correctly and quickly. Figures go to stdout and
+// into the test's XML properties.
+TEST(Matcher, HundredThousandBannedStringsCompileAndMatch) {
+  constexpr size_t kCount = 100'000;
+  std::mt19937_64 rng(20240131);
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::vector<std::string> banned;
+  banned.reserve(kCount);
+  for (size_t i = 0; i < kCount; ++i) {
+    std::string s;
+    size_t len = 16 + rng() % 48;
+    for (size_t k = 0; k < len; ++k) s.push_back(kChars[rng() % 36]);
+    if (i % 2 == 0) s[0] = static_cast<char>(s[0] >= 'a' ? s[0] - 32 : s[0]);  // mixed case in the config
+    banned.push_back(std::move(s));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto built = Matcher::build(make_config(banned));
+  auto t1 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(built) << built.error().message;
+  Matcher& m = **built;
+  ASSERT_EQ(m.banned_count(), kCount);
+
+  // ~100-byte command lines: half carry a banned string standalone, half only glued.
+  constexpr size_t kProbes = 20'000;
+  std::vector<std::string> hits, misses;
+  for (size_t i = 0; i < kProbes; ++i) {
+    const std::string& s = banned[(i * 7919) % kCount];
+    hits.push_back(casefold("/usr/bin/python3 -c 'import os' --pool " + s + " -t 4"));
+    misses.push_back(casefold("/usr/bin/python3 -c 'import os' --pool x" + s + " -t 4"));
+  }
+  size_t found = 0;
+  auto t2 = std::chrono::steady_clock::now();
+  for (const auto& h : hits) found += m.match(h).found() ? 1 : 0;
+  auto t3 = std::chrono::steady_clock::now();
+  size_t false_hits = 0;
+  for (const auto& h : misses) false_hits += m.match(h).found() ? 1 : 0;
+  auto t4 = std::chrono::steady_clock::now();
+  EXPECT_EQ(found, kProbes);
+  EXPECT_EQ(false_hits, 0u);
+  for (size_t i = 0; i < 100; ++i) {
+    auto r = m.match(hits[i]);
+    ASSERT_TRUE(r.found());
+    EXPECT_EQ(m.banned(static_cast<size_t>(r.banned)), casefold(banned[(i * 7919) % kCount]));
+  }
+
+  // Unrelated command lines (the common case).
+  std::string plain = "/usr/bin/python3 -m ipykernel_launcher -f /home/jovyan/.local/share/jupyter/kernel-1234.json";
+  std::string plain_folded = casefold(plain);
+  constexpr int kPlain = 200'000;
+  auto t5 = std::chrono::steady_clock::now();
+  size_t plain_hits = 0;
+  for (int i = 0; i < kPlain; ++i) plain_hits += m.match(plain_folded).found() ? 1 : 0;
+  auto t6 = std::chrono::steady_clock::now();
+  EXPECT_EQ(plain_hits, 0u);
+
+  auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+  auto ns_per = [&](auto a, auto b, double n) { return ms(a, b) * 1e6 / n; };
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("[ figures  ] 100k banned strings: compile %.0f ms, database %.1f MiB, max RSS %.0f MiB\n", ms(t0, t1),
+              static_cast<double>(m.database_bytes()) / (1 << 20), static_cast<double>(ru.ru_maxrss) / 1024);
+  std::printf("[ figures  ] match ~%zu B cmdline: %.0f ns (hit), %.0f ns (glued miss), %.0f ns (plain, %zu B)\n",
+              hits[0].size(), ns_per(t2, t3, kProbes), ns_per(t3, t4, kProbes), ns_per(t5, t6, kPlain),
+              plain_folded.size());
+  RecordProperty("compile_ms", static_cast<int>(ms(t0, t1)));
+  RecordProperty("match_plain_ns", static_cast<int>(ns_per(t5, t6, kPlain)));
+}
+
+}  // namespace
+}  // namespace cryptnono::enforcer
