@@ -7,7 +7,7 @@ pkgs=(
   build-essential cmake pkg-config git ca-certificates curl
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev
-  libspdlog-dev libfmt-dev prometheus-cpp-dev
+  libspdlog-dev libfmt-dev prometheus-cpp-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libre2-dev libvectorscan-dev libexpected-dev libcli11-dev nlohmann-json3-dev
   libcap-dev python3 procps iproute2

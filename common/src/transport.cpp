@@ -27,6 +27,16 @@ std::string random_hex(size_t bytes) {
   return out;
 }
 
+// The file system path of an ipc:// endpoint; empty for other transports and for
+// abstract-namespace sockets ("ipc://@name"), which have no file.
+std::string ipc_socket_path(const std::string& endpoint) {
+  static constexpr std::string_view kIpc = "ipc://";
+  if (endpoint.rfind(kIpc, 0) != 0) return {};
+  std::string path = endpoint.substr(kIpc.size());
+  if (path.empty() || path[0] == '@') return {};
+  return path;
+}
+
 }  // namespace
 
 capnp::ReaderOptions wire_reader_options() {
@@ -61,6 +71,14 @@ Result<std::unique_ptr<Publisher>> Publisher::bind(zmq::context_t& ctx, const st
     socket.set(zmq::sockopt::sndhwm, send_hwm);
     socket.set(zmq::sockopt::linger, 0);
     socket.bind(endpoint);
+    // ZeroMQ creates the socket file with the umask's mode (0755 under the usual 022),
+    // and connecting to a unix socket needs write permission on it. Owner and group may
+    // connect: in the Helm chart the shared socket directory belongs to the pod's
+    // fsGroup (setgid), so the non-root exporter reaches the root-uid stages' sockets.
+    // Others get nothing, whatever the umask.
+    auto bound = socket.get(zmq::sockopt::last_endpoint);  // resolves "ipc://*"
+    if (auto path = ipc_socket_path(bound); !path.empty() && chmod(path.c_str(), 0660) != 0)
+      return fail("cannot set permissions of " + path + ": " + std::strerror(errno));
     std::string id = kind + "/" + name + "/" + random_hex(8);
     return std::unique_ptr<Publisher>(
         new Publisher(std::move(socket), endpoint, std::move(node), std::move(kind), std::move(id)));
@@ -179,12 +197,16 @@ bool Subscriber::try_receive(Received& out) {
     out.topic_.assign(static_cast<const char*>(frame_.data()), frame_.size());
     size_t parts = 1;
     zmq::message_t payload;
-    while (frame_.more()) {
+    // Tracked apart from frame_: once the payload is moved out of frame_, frame_.more()
+    // no longer describes the message, and the frames after it must still be consumed
+    // (else a third frame would be read as the next message's topic).
+    bool more = frame_.more();
+    while (more) {
       // The rest of a multipart message is already queued: these never block.
       (void)socket_.recv(frame_, zmq::recv_flags::none);
       ++parts;
+      more = frame_.more();
       if (parts == 2) payload.move(frame_);
-      if (parts == 2 && !payload.more()) break;
     }
     if (!ok || parts != 2 || payload.size() == 0 || payload.size() % sizeof(capnp::word) != 0) {
       ++malformed_;

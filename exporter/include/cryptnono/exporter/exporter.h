@@ -1,0 +1,123 @@
+// The exporter stage: subscribes to decisions and stats from every --connect endpoint,
+// writes one cryptnono-style JSON line per decision worth logging, keeps the Prometheus
+// metrics, and answers /metrics and /healthz.
+//
+// One loop thread (run()) owns everything but the HTTP server's worker threads, which
+// only read the metrics registry (thread-safe) and ask the loop for health (see health()).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+#include <zmq.hpp>
+
+#include "cryptnono/exporter/container.h"
+#include "cryptnono/exporter/http_server.h"
+#include "cryptnono/exporter/metrics.h"
+#include "cryptnono/result.h"
+#include "cryptnono/transport.h"
+
+namespace cryptnono::exporter {
+
+struct Config {
+  std::vector<std::string> connect = {"ipc:///run/cryptnono/execwhacker.sock", "ipc:///run/cryptnono/collector.sock"};
+  std::string metrics_address = "0.0.0.0:12121";
+  std::string metrics_prefix = "cryptnono";
+  bool log_no_match = false;
+  std::string log_level = "info";
+  bool check = false;
+};
+
+// Everything that can be checked without opening a socket.
+Result<void> validate(const Config& config);
+
+// Closes the fd it holds.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+class Exporter {
+ public:
+  // Connects the subscriber (topics "decision" and "stats") and starts the HTTP server.
+  // JSON lines are written to output_fd (stdout in production; not owned).
+  static Result<std::unique_ptr<Exporter>> create(const Config& config, zmq::context_t& ctx, int output_fd,
+                                                  std::unique_ptr<Enricher> enricher,
+                                                  std::shared_ptr<spdlog::logger> logger);
+  ~Exporter();
+  Exporter(const Exporter&) = delete;
+  Exporter& operator=(const Exporter&) = delete;
+
+  // The loop: blocks in Subscriber::wait (no timeout) until messages arrive, stop_fd
+  // becomes readable (then returns; stop_fd is not read) or an HTTP health probe asks.
+  // Returns an error only when the JSON lines cannot be written.
+  Result<void> run(int stop_fd);
+
+  // The HTTP port actually bound (useful with port 0).
+  int metrics_port() const { return server_ ? server_->port() : 0; }
+  const ExporterMetrics& metrics() const { return *metrics_; }
+
+  // What /healthz answers. Called on an HTTP thread: it asks the loop thread (through an
+  // eventfd) and waits up to kHealthTimeoutMs for the answer, so 200 means the loop is
+  // alive and turning, not merely that the process exists. The body says, per publisher
+  // kind, how long since its last message.
+  HttpResponse health();
+  static constexpr int kHealthTimeoutMs = 2000;
+
+ private:
+  Exporter(const Config& config, int output_fd, std::unique_ptr<Enricher> enricher,
+           std::shared_ptr<spdlog::logger> logger);
+  void handle(Received& message);
+  void note_seen(std::string_view kind);
+  void answer_health();
+
+  Config config_;
+  int output_fd_;
+  std::unique_ptr<Enricher> enricher_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::unique_ptr<ExporterMetrics> metrics_;
+  std::unique_ptr<Subscriber> subscriber_;
+  SequenceTracker tracker_;
+  uint64_t subscriber_malformed_ = 0;
+  uint64_t malformed_logged_ = 0;
+  std::string line_;
+  std::optional<Error> output_error_;
+  std::map<std::string, uint64_t, std::less<>> last_seen_boot_ns_;  // by publisher kind
+
+  UniqueFd epoll_fd_;   // health_fd_ + the caller's stop fd, handed to Subscriber::wait
+  UniqueFd health_fd_;  // eventfd: an HTTP thread wants a health answer
+
+  std::mutex health_mutex_;
+  std::condition_variable health_cv_;
+  bool running_ = false;
+  uint64_t health_requested_ = 0;
+  uint64_t health_answered_ = 0;
+  std::string health_snapshot_;
+
+  // Last: destroyed first, so no handler runs once the rest is gone.
+  std::unique_ptr<HttpServer> server_;
+};
+
+}  // namespace cryptnono::exporter
