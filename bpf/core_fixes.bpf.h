@@ -1,0 +1,39 @@
+/* Kernel-version drift, in one place. Each helper reads a field whose name or type
+ * changed between kernels, using libbpf CO-RE "flavor" structs (the ___suffix is
+ * ignored when matching against the running kernel's BTF) and bpf_core_field_exists,
+ * which the loader resolves to a constant so the dead branch is removed before
+ * verification.
+ */
+#ifndef CRYPTNONO_BPF_CORE_FIXES_H
+#define CRYPTNONO_BPF_CORE_FIXES_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+
+/* Linux 6.15 renamed kernfs_node::parent to __parent ("kernfs: Rename
+ * kernfs_node::parent to ::__parent."), when the parent became RCU-protected. */
+struct kernfs_node___pre615 {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(struct kernfs_node, __parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
+}
+
+/* Linux 5.5 renamed task_struct::real_start_time to start_boottime ("time: Rename
+ * tsk->real_start_time to ->start_boottime"). */
+struct task_struct___pre55 {
+	__u64 real_start_time;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 task_start_boottime(struct task_struct *task)
+{
+	if (bpf_core_field_exists(struct task_struct, start_boottime))
+		return BPF_CORE_READ(task, start_boottime);
+	return BPF_CORE_READ((struct task_struct___pre55 *)task, real_start_time);
+}
+
+#endif /* CRYPTNONO_BPF_CORE_FIXES_H */

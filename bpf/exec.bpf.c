@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The exec probe: one record per successful exec, taken at sched_process_exec, when
+ * the new program's mm is installed and its argument area is final. Reading argv
+ * there, as one bounded copy of mm->arg_start..arg_end, sees exactly what the new
+ * program was started with; walking argv pointers at syscall entry would race with
+ * other threads rewriting them, and would see nothing for failed execs anyway.
+ *
+ * No policy here: the probe records and counts; user space decides.
+ *
+ * Two entry points share the body: tp_btf (BTF-typed arguments, no tracefs needed)
+ * and the classic tracepoint as a fallback for kernels where tp_btf does not load.
+ * User space turns autoload off for the one it does not use.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "core_fixes.bpf.h"
+#include "exec_event.h"
+
+/* GPL-compatible: bpf_probe_read_* and bpf_get_current_task are GPL-only helpers. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Load-time bound on the argv bytes copied per event (--max-args-bytes). User space
+ * sets it between open and load, within [EXEC_ARGS_MIN, EXEC_ARGS_CAP]; the verifier
+ * sees it as a constant because .rodata is frozen before the programs load. */
+const volatile __u32 max_args = EXEC_ARGS_DEFAULT;
+
+/* Sized at load from --ringbuf-bytes (a power of two, as the kernel requires). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+/* One scratch slot per possible CPU (max_entries set at load). A plain array indexed by
+ * the CPU rather than a PERCPU_ARRAY: per-CPU map values are limited to 32 KiB
+ * (PCPU_MIN_UNIT_SIZE) and a slot can reach ~261 KiB. Programs of this kind do not nest
+ * on one CPU (tracing programs run with migration disabled and recursion protection),
+ * so a slot is never shared by two running programs.
+ *
+ * The value size is declared without a BTF type so user space can shrink it at load
+ * to what max_args needs (EXEC_SLOT_BYTES(max_args)): the verifier checks every write
+ * against the real value size, using max_args as the constant it is in frozen .rodata. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct exec_scratch));
+} scratch SEC(".maps");
+
+/* One counter slot per possible CPU (max_entries set at load), mmapable so the
+ * collector reads it after dropping every capability (map lookups through bpf() need
+ * CAP_BPF on kernels that restrict unprivileged bpf). Plain increments suffice: only
+ * programs running on that CPU write a slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_counters);
+} counters SEC(".maps");
+
+/* Inode number of the pid namespace the task is in (what /proc/<pid>/ns/pid names):
+ * thread_pid->numbers[thread_pid->level].ns. */
+static __always_inline __u32 task_pid_ns_inum(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid upid = {};
+	const char *numbers;
+
+	if (!pid)
+		return 0;
+	numbers = (const char *)pid + bpf_core_field_offset(struct pid, numbers);
+	/* level <= MAX_PID_NS_LEVEL (32); the mask only bounds a corrupt read. */
+	if (bpf_probe_read_kernel(&upid, sizeof(upid), numbers + (__u64)(level & 63) * sizeof(struct upid)))
+		return 0;
+	return BPF_CORE_READ(upid.ns, ns.inum);
+}
+
+/* Writes the last EXEC_CGROUP_DEPTH components of the task's cgroup v2 path
+ * (task->cgroups->dfl_cgrp, the hierarchy bpf_get_current_cgroup_id() names),
+ * "/"-joined, to data[0..]; returns the length, < EXEC_CGROUP_CAP. Kernfs node
+ * names are read leaf-first and written top-first. */
+static __always_inline __u32 read_cgroup_name(struct task_struct *task, char *data)
+{
+	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	const char *names[EXEC_CGROUP_DEPTH] = {};
+	int depth = 0;
+	__u32 off = 0;
+
+#pragma unroll
+	for (int i = 0; i < EXEC_CGROUP_DEPTH; i++) {
+		struct kernfs_node *parent;
+
+		if (!kn)
+			break;
+		parent = kernfs_parent(kn);
+		/* The root has no parent and an empty name: not a path component. */
+		if (!parent)
+			break;
+		names[i] = BPF_CORE_READ(kn, name);
+		depth++;
+		kn = parent;
+	}
+
+#pragma unroll
+	for (int j = 0; j < EXEC_CGROUP_DEPTH; j++) {
+		int i = EXEC_CGROUP_DEPTH - 1 - j;
+		long n;
+
+		if (i >= depth)
+			continue;
+		/* off <= 3 * 256 here (earlier names are <= 255 bytes plus '/'), so the
+		 * EXEC_CGROUP_CAP - 1 mask never changes it; it proves to the verifier that
+		 * the write of up to EXEC_CGROUP_NAME_MAX bytes stays in the slot. */
+		n = bpf_probe_read_kernel_str(data + (off & (EXEC_CGROUP_CAP - 1)), EXEC_CGROUP_NAME_MAX, names[i]);
+		if (n <= 1)
+			continue;
+		off += n - 1;
+		data[off & (EXEC_CGROUP_CAP - 1)] = '/';
+		off++;
+	}
+	/* Drop the trailing '/'; the result is <= 4 * 255 + 3 = 1023. */
+	return off ? (off - 1) & (EXEC_CGROUP_CAP - 1) : 0;
+}
+
+static __always_inline int handle_exec(struct task_struct *task, const char *filename, __u32 flags)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct exec_counters *cnt = bpf_map_lookup_elem(&counters, &cpu);
+	struct exec_scratch *buf = bpf_map_lookup_elem(&scratch, &cpu);
+	struct exec_event *ev;
+	struct mm_struct *mm;
+	unsigned long arg_start, arg_end;
+	__u64 full, want, limit, uid_gid, size;
+	__u32 cg_len, fn_len = 0, args_len = 0;
+	long n;
+
+	/* Both maps have one slot per possible CPU, so these lookups only fail if user
+	 * space sized them wrongly; there is nowhere to count that. */
+	if (!cnt || !buf)
+		return 0;
+	cnt->events++;
+	ev = &buf->ev;
+
+	ev->start_boot_ns = task_start_boottime(task);
+	ev->exec_boot_ns = bpf_ktime_get_boot_ns();
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->pid = BPF_CORE_READ(task, pid);
+	ev->tgid = BPF_CORE_READ(task, tgid);
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	uid_gid = bpf_get_current_uid_gid();
+	ev->uid = (__u32)uid_gid;
+	ev->gid = (__u32)(uid_gid >> 32);
+	ev->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	ev->pid_ns = task_pid_ns_inum(task);
+	ev->cpu = cpu;
+	ev->_pad0 = 0;
+	/* Fills all EXEC_COMM_LEN bytes (NUL-padded), or zeroes them on failure. */
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+
+	cg_len = read_cgroup_name(task, buf->data);
+
+	/* filename follows the cgroup name: cg_len < EXEC_CGROUP_CAP. */
+	n = bpf_probe_read_kernel_str(buf->data + cg_len, EXEC_FILENAME_CAP, filename);
+	if (n > 0) {
+		/* n counts the NUL and is <= EXEC_FILENAME_CAP, so the mask keeps n - 1. */
+		fn_len = (n - 1) & (EXEC_FILENAME_CAP - 1);
+		if (n == EXEC_FILENAME_CAP)
+			flags |= EXEC_FLAG_FILENAME_CUT;
+	}
+
+	/* argv: one copy of the new mm's argument area, cut at max_args. */
+	mm = BPF_CORE_READ(task, mm);
+	arg_start = BPF_CORE_READ(mm, arg_start);
+	arg_end = BPF_CORE_READ(mm, arg_end);
+	full = arg_end > arg_start ? arg_end - arg_start : 0;
+	limit = max_args < EXEC_ARGS_CAP ? max_args : EXEC_ARGS_CAP;
+	want = full;
+	if (want > limit) {
+		want = limit;
+		flags |= EXEC_FLAG_ARGS_TRUNCATED;
+	}
+	if (want > 0) {
+		/* 1 <= want <= EXEC_ARGS_CAP, so this leaves it unchanged and tells the
+		 * verifier the copy is at most EXEC_ARGS_CAP bytes, which fits after
+		 * cg_len (< EXEC_CGROUP_CAP) + fn_len (< EXEC_FILENAME_CAP). */
+		__u32 len = ((want - 1) & (EXEC_ARGS_CAP - 1)) + 1;
+
+		if (bpf_probe_read_user(buf->data + cg_len + fn_len, len, (const void *)arg_start) == 0) {
+			args_len = len;
+		} else {
+			flags |= EXEC_FLAG_ARGS_READ_ERROR | EXEC_FLAG_ARGS_TRUNCATED;
+			cnt->argv_read_errors++;
+		}
+	}
+	if (flags & EXEC_FLAG_ARGS_TRUNCATED)
+		cnt->truncated++;
+
+	ev->flags = flags;
+	ev->args_full_len = full > 0xffffffffULL ? 0xffffffffU : (__u32)full;
+	ev->cgroup_len = cg_len;
+	ev->filename_len = fn_len;
+	ev->args_len = args_len;
+
+	/* <= sizeof(struct exec_scratch): see EXEC_DATA_CAP. Default flags: the kernel
+	 * wakes the consumer only when it has caught up, so bursts cost one wake-up. */
+	size = sizeof(*ev) + cg_len + fn_len + args_len;
+	if (bpf_ringbuf_output(&events, buf, size, 0))
+		cnt->ringbuf_drops++;
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return handle_exec(p, BPF_CORE_READ(bprm, filename), 0);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int exec_tp(struct trace_event_raw_sched_process_exec *ctx)
+{
+	/* __data_loc field: the low 16 bits are the string's offset in the record. */
+	unsigned int loc = ctx->__data_loc_filename;
+	const char *filename = (const char *)ctx + (loc & 0xffff);
+
+	return handle_exec((struct task_struct *)bpf_get_current_task(), filename, EXEC_FLAG_FROM_TRACEPOINT);
+}

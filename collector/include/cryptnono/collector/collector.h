@@ -1,0 +1,66 @@
+// The collector's event loop: publishes each exec record from the probe and each
+// process a sweep finds as an "exec" message, and its counters as "stats". It decides
+// nothing. One thread: one epoll over the ring buffer, a signalfd, two timerfds and the
+// publisher (new subscribers to "exec" get a sweep of every running process).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <capnp/message.h>
+#include <kj/array.h>
+#include <spdlog/logger.h>
+
+#include "cryptnono/collector/events.h"
+#include "cryptnono/collector/exec_source.h"
+#include "cryptnono/collector/sweeper.h"
+#include "cryptnono/result.h"
+#include "cryptnono/transport.h"
+
+namespace cryptnono::collector {
+
+struct CollectorCounters {
+  uint64_t events_bpf = 0;   // records published from the probe
+  uint64_t events_scan = 0;  // processes published by sweeps
+  uint64_t scans = 0;        // sweeps done
+  uint64_t truncated = 0;    // published events with argvTruncated set (both sources)
+};
+
+struct LoopOptions {
+  double stats_interval = 5;  // seconds
+  double scan_interval = 60;  // seconds; 0: no periodic sweeps
+};
+
+class Collector {
+ public:
+  // Borrows both; they must outlive the collector.
+  Collector(Publisher& publisher, const Sweeper& sweeper, std::shared_ptr<spdlog::logger> logger);
+
+  void publish(const ExecRecord& record);
+  // Sweeps /proc and publishes what it finds.
+  SweepResult sweep();
+  void publish_stats(const KernelCounters& kernel, uint32_t interval_ms);
+
+  // Sweeps when a subscriber subscribed to "exec" since the last check (the publisher
+  // must track subscriptions).
+  void sweep_for_new_subscribers();
+
+  // Until SIGTERM or SIGINT is read from signal_fd (a signalfd for them; the caller
+  // blocked them). Publishes a stats message at the start and every stats_interval.
+  Result<void> run(ExecSource& source, int signal_fd, const LoopOptions& options);
+
+  const CollectorCounters& counters() const { return counters_; }
+
+ private:
+  Publisher& publisher_;
+  const Sweeper& sweeper_;
+  std::shared_ptr<spdlog::logger> logger_;
+  CollectorCounters counters_;
+  uint64_t started_boot_ns_;
+  // Zeroed first segment reused by every message: a maximum-size probe record fits, so
+  // publishing an exec event allocates only the ZeroMQ frame. MallocMessageBuilder
+  // re-zeroes what it used when it is destroyed.
+  kj::Array<capnp::word> first_segment_;
+};
+
+}  // namespace cryptnono::collector

@@ -1,0 +1,44 @@
+// The collector's flags: one Config with in-class defaults, filled by CLI11 and
+// validated before anything touches the kernel or a socket.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cryptnono/result.h"
+#include "exec_event.h"
+
+namespace cryptnono::collector {
+
+inline constexpr uint64_t kDefaultRingbufBytes = 16u << 20;
+inline constexpr uint64_t kMinRingbufBytes = 1u << 20;   // holds a few maximum-size records
+inline constexpr uint64_t kMaxRingbufBytes = 1u << 30;
+
+struct Config {
+  std::string bind = "ipc:///run/cryptnono/collector.sock";
+  std::string node;                 // empty: $NODE_NAME, else the hostname
+  double scan_interval = 60;        // seconds between /proc sweeps; 0 = only the start-up sweep
+  double stats_interval = 5;        // seconds between "stats" messages
+  uint32_t max_args_bytes = EXEC_ARGS_DEFAULT;
+  uint64_t ringbuf_bytes = kDefaultRingbufBytes;
+  // Seconds between binding the socket and the start-up sweep, so subscribers already
+  // waiting on the endpoint (ZeroMQ reconnects every 100 ms by default) are connected
+  // when it is published: PUB drops what is sent before a subscription arrives. Exec
+  // events are not lost meanwhile: they wait in the ring buffer.
+  std::string log_level = "info";
+  bool check = false;
+};
+
+// Registers every flag on `app`, writing into `config`.
+void add_options(CLI::App& app, Config& config);
+
+// Range and consistency checks CLI11 cannot express (power of two, bounds from the
+// BPF ABI). The error is one line naming the flag.
+Result<void> validate(const Config& config);
+
+// One line describing the effective configuration (for --check and the start-up log).
+std::string describe(const Config& config);
+
+}  // namespace cryptnono::collector

@@ -1,0 +1,123 @@
+// cryptnono-collector: loads the exec probe, publishes every exec (and every process a
+// /proc sweep finds) on a ZeroMQ PUB socket, and decides nothing. Capabilities are
+// needed only to load and attach: all of them are dropped before the event loop.
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/fmt/fmt.h>
+
+#include "cryptnono/caps.h"
+#include "cryptnono/clock.h"
+#include "cryptnono/collector/collector.h"
+#include "cryptnono/collector/config.h"
+#include "cryptnono/collector/exec_source.h"
+#include "cryptnono/collector/fd.h"
+#include "cryptnono/collector/sweeper.h"
+#include "cryptnono/log.h"
+#include "cryptnono/proc.h"
+#include "cryptnono/transport.h"
+
+namespace {
+
+constexpr const char* kProg = "cryptnono-collector";
+
+int error_exit(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "%s: error: %s\n", kProg, message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace cryptnono;
+  using namespace cryptnono::collector;
+
+  // Blocked before any thread exists (ZeroMQ starts I/O threads), so every thread
+  // inherits the mask and SIGTERM/SIGINT arrive only through the signalfd.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  Config config;
+  CLI::App app{"Publishes every exec on this node (eBPF) and every running process (/proc sweeps)", kProg};
+  add_options(app, config);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (auto ok = validate(config); !ok) return error_exit(ok.error().message, 2);
+  if (config.node.empty()) config.node = node_name();
+  if (config.check) {
+    std::printf("%s: configuration ok: %s\n", kProg, describe(config).c_str());
+    return 0;
+  }
+
+  auto logger = make_logger("collector", config.log_level);
+  LibbpfLog libbpf_log(logger);
+  logger->info("starting: {}", describe(config));
+
+  // Checked up front so a missing capability is one clear line rather than a cascade
+  // of libbpf warnings. CAP_SYS_ADMIN covers both on every kernel.
+  bool can_bpf = has_capability(CAP_BPF) || has_capability(CAP_SYS_ADMIN);
+  bool can_perfmon = has_capability(CAP_PERFMON) || has_capability(CAP_SYS_ADMIN);
+  if (!can_bpf || !can_perfmon)
+    return error_exit(fmt::format("loading the exec probe needs CAP_BPF and CAP_PERFMON (missing: {}{}{}); "
+                                  "effective capabilities: {}",
+                                  can_bpf ? "" : "CAP_BPF", !can_bpf && !can_perfmon ? ", " : "",
+                                  can_perfmon ? "" : "CAP_PERFMON", effective_capabilities()),
+                      3);
+
+  UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd.valid()) return error_exit(std::string("signalfd: ") + std::strerror(errno));
+
+  ExecSourceOptions source_options;
+  source_options.max_args_bytes = config.max_args_bytes;
+  source_options.ringbuf_bytes = config.ringbuf_bytes;
+  auto source = ExecSource::open(source_options, logger);
+  if (!source) return error_exit(source.error().message, 3);
+  logger->info("exec probe attached ({}), max_args_bytes={} ringbuf_bytes={}", (*source)->attach_mode(),
+               config.max_args_bytes, config.ringbuf_bytes);
+
+  // Every capability goes before the ZeroMQ context exists: capabilities are per
+  // thread, and ZeroMQ's I/O threads would otherwise keep the full set.
+  logger->info("capabilities before drop: {}", effective_capabilities());
+  if (auto dropped = drop_capabilities({}); !dropped) return error_exit(dropped.error().message);
+  logger->info("capabilities after drop: {} (no_new_privs set)", effective_capabilities());
+
+  // Bound only once the probe is attached: a process started from now on is in the ring
+  // buffer, one started before is in /proc, and every subscriber to "exec" gets a sweep
+  // of /proc when its subscription arrives (ZeroMQ drops what is published before that).
+  zmq::context_t zmq_context(1);
+  auto publisher = Publisher::bind(zmq_context, config.bind, config.node, "collector", "collector");
+  if (!publisher) return error_exit(publisher.error().message);
+  if (auto tracked = (*publisher)->track_subscriptions(); !tracked) return error_exit(tracked.error().message);
+  logger->info("publishing on {} as {}", config.bind, (*publisher)->id());
+
+  ProcReader proc("/proc");
+  SweepOptions sweep_options;
+  sweep_options.self = getpid();
+  sweep_options.ticks_per_second = clock_ticks_per_second();
+  Sweeper sweeper(proc, sweep_options);
+  Collector collector(**publisher, sweeper, logger);
+  (*source)->set_callback([&collector](const ExecRecord& record) { collector.publish(record); });
+
+  LoopOptions loop;
+  loop.stats_interval = config.stats_interval;
+  loop.scan_interval = config.scan_interval;
+  if (auto ran = collector.run(**source, signal_fd.get(), loop); !ran) return error_exit(ran.error().message);
+  const auto& c = collector.counters();
+  auto k = (*source)->counters();
+  logger->info("stopped: events_bpf={} events_scan={} scans={} kernel_ringbuf_drops={} send_drops={}", c.events_bpf,
+               c.events_scan, c.scans, k.ringbuf_drops, (*publisher)->dropped());
+  return 0;
+}

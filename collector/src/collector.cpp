@@ -1,0 +1,179 @@
+#include "cryptnono/collector/collector.h"
+
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+
+#include "cryptnono/clock.h"
+#include "cryptnono/collector/fd.h"
+
+namespace cryptnono::collector {
+
+namespace {
+
+// A maximum-size record plus room for the envelope's text fields (node, publisher id).
+constexpr size_t kFirstSegmentWords = (sizeof(exec_scratch) + 16 * 1024) / sizeof(capnp::word);
+
+enum Source : uint32_t { kRing, kSignal, kStatsTimer, kSweepTimer, kSubscriptions };
+
+Result<UniqueFd> periodic_timer(double seconds) {
+  UniqueFd fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!fd.valid()) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  auto ns = static_cast<long long>(std::llround(seconds * 1e9));
+  itimerspec spec{};
+  spec.it_interval.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  spec.it_interval.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  spec.it_value = spec.it_interval;
+  if (timerfd_settime(fd.get(), 0, &spec, nullptr) != 0) return fail(std::string("timerfd_settime: ") + std::strerror(errno));
+  return fd;
+}
+
+Result<void> watch(int epfd, int fd, Source source) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u32 = source;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) return fail(std::string("epoll_ctl: ") + std::strerror(errno));
+  return {};
+}
+
+// Reads a timerfd's expiration count so it stops being readable.
+void drain_timer(int fd) {
+  uint64_t expirations = 0;
+  [[maybe_unused]] ssize_t n = ::read(fd, &expirations, sizeof expirations);
+}
+
+}  // namespace
+
+Collector::Collector(Publisher& publisher, const Sweeper& sweeper, std::shared_ptr<spdlog::logger> logger)
+    : publisher_(publisher),
+      sweeper_(sweeper),
+      logger_(std::move(logger)),
+      started_boot_ns_(boot_ns()),
+      first_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)) {
+  std::memset(first_segment_.begin(), 0, first_segment_.size() * sizeof(capnp::word));
+}
+
+void Collector::publish(const ExecRecord& record) {
+  capnp::MallocMessageBuilder message(first_segment_.asPtr());
+  auto envelope = publisher_.begin(message, topic::kExec);
+  fill_exec_event(envelope.getBody().initExec(), record);
+  publisher_.send(topic::kExec, message);  // a full queue is counted as a send drop
+  ++counters_.events_bpf;
+  if (record.truncated()) ++counters_.truncated;
+}
+
+SweepResult Collector::sweep() {
+  auto result = sweeper_.sweep([this](const ScannedProcess& p) {
+    capnp::MallocMessageBuilder message(first_segment_.asPtr());
+    auto envelope = publisher_.begin(message, topic::kExec);
+    fill_exec_event(envelope.getBody().initExec(), p);
+    publisher_.send(topic::kExec, message);
+    ++counters_.events_scan;
+    if (p.argv_truncated) ++counters_.truncated;
+  });
+  ++counters_.scans;
+  logger_->debug("sweep: {} processes, {} kernel threads skipped, {} vanished", result.reported,
+                 result.kernel_threads, result.vanished);
+  return result;
+}
+
+void Collector::publish_stats(const KernelCounters& kernel, uint32_t interval_ms) {
+  const std::array<std::pair<const char*, uint64_t>, 7> values = {{
+      {"events_bpf", counters_.events_bpf},
+      {"events_scan", counters_.events_scan},
+      {"scans", counters_.scans},
+      {"kernel_ringbuf_drops", kernel.ringbuf_drops},
+      {"kernel_argv_read_errors", kernel.argv_read_errors},
+      {"truncated", counters_.truncated},
+      // This message's own drop (if any) shows in the next one.
+      {"send_drops", publisher_.dropped()},
+  }};
+  capnp::MallocMessageBuilder message(first_segment_.asPtr());
+  auto stats = publisher_.begin(message, topic::kStats).getBody().initStats();
+  stats.setUptimeNs(boot_ns() - started_boot_ns_);
+  stats.setIntervalMs(interval_ms);
+  auto list = stats.initCounters(static_cast<unsigned int>(values.size()));
+  for (size_t i = 0; i < values.size(); ++i) {
+    list[static_cast<unsigned int>(i)].setName(values[i].first);
+    list[static_cast<unsigned int>(i)].setValue(values[i].second);
+  }
+  publisher_.send(topic::kStats, message);
+}
+
+Result<void> Collector::run(ExecSource& source, int signal_fd, const LoopOptions& options) {
+  UniqueFd epfd(epoll_create1(EPOLL_CLOEXEC));
+  if (!epfd.valid()) return fail(std::string("epoll_create1: ") + std::strerror(errno));
+  auto stats_timer = periodic_timer(options.stats_interval);
+  if (!stats_timer) return tl::unexpected(stats_timer.error());
+  UniqueFd sweep_timer;
+  if (options.scan_interval > 0) {
+    auto t = periodic_timer(options.scan_interval);
+    if (!t) return tl::unexpected(t.error());
+    sweep_timer = std::move(*t);
+  }
+  for (auto [fd, source_id] : {std::pair{source.epoll_fd(), kRing}, std::pair{signal_fd, kSignal},
+                               std::pair{stats_timer->get(), kStatsTimer}, std::pair{sweep_timer.get(), kSweepTimer},
+                               std::pair{publisher_.fd(), kSubscriptions}}) {
+    if (fd < 0) continue;
+    if (auto ok = watch(epfd.get(), fd, source_id); !ok) return ok;
+  }
+  const auto interval_ms = static_cast<uint32_t>(std::llround(options.stats_interval * 1000));
+  publish_stats(source.counters(), interval_ms);
+
+  std::array<epoll_event, 8> ready{};
+  for (;;) {
+    int n = epoll_wait(epfd.get(), ready.data(), static_cast<int>(ready.size()), -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(std::string("epoll_wait: ") + std::strerror(errno));
+    }
+    for (int i = 0; i < n; ++i) {
+      switch (ready[static_cast<size_t>(i)].data.u32) {
+        case kRing:
+          if (auto got = source.consume(); !got) logger_->error("{}", got.error().message);
+          break;
+        case kSignal: {
+          signalfd_siginfo info{};
+          if (::read(signal_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) break;
+          logger_->info("received {}, stopping", strsignal(static_cast<int>(info.ssi_signo)));
+          // What the probe already recorded is still worth sending.
+          (void)source.consume();
+          publish_stats(source.counters(), interval_ms);
+          return {};
+        }
+        case kStatsTimer:
+          drain_timer(stats_timer->get());
+          publish_stats(source.counters(), interval_ms);
+          break;
+        case kSweepTimer:
+          drain_timer(sweep_timer.get());
+          sweep();
+          break;
+        default:
+          break;
+      }
+    }
+    // ZeroMQ's fd only signals edges and sends can swallow them, so subscriptions are
+    // checked after every wake-up (a non-blocking receive), not only when it fires.
+    sweep_for_new_subscribers();
+  }
+}
+
+void Collector::sweep_for_new_subscribers() {
+  // A subscriber that just asked for exec events has missed every process that started
+  // before it (a start-up, or an enforcer restart): a sweep gives it all of them. One
+  // sweep serves every subscription that arrived together.
+  bool wants_sweep = false;
+  for (const auto& t : publisher_.take_subscriptions()) wants_sweep |= t == topic::kExec;
+  if (!wants_sweep) return;
+  auto result = sweep();
+  logger_->info("new exec subscriber: swept {} processes", result.reported);
+}
+
+}  // namespace cryptnono::collector

@@ -1,0 +1,52 @@
+#include "cryptnono/collector/config.h"
+
+#include <cmath>
+
+#include <spdlog/fmt/fmt.h>
+
+namespace cryptnono::collector {
+
+void add_options(CLI::App& app, Config& c) {
+  app.add_option("--bind", c.bind, "ZeroMQ endpoint to publish on (ipc:// or tcp://)")->capture_default_str();
+  app.add_option("--node", c.node, "node name stamped on messages (default: $NODE_NAME, else the hostname)");
+  app.add_option("--scan-interval", c.scan_interval, "seconds between /proc sweeps (0: only at start-up)")
+      ->capture_default_str();
+  app.add_option("--stats-interval", c.stats_interval, "seconds between stats messages")->capture_default_str();
+  app.add_option("--max-args-bytes", c.max_args_bytes,
+                 fmt::format("argv bytes copied per exec event ({}..{}); longer argv is flagged truncated",
+                             EXEC_ARGS_MIN, EXEC_ARGS_CAP))
+      ->capture_default_str();
+  app.add_option("--ringbuf-bytes", c.ringbuf_bytes, "BPF ring buffer size (a power of two)")->capture_default_str();
+  app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_flag("--check", c.check, "validate the flags, print one line and exit");
+}
+
+Result<void> validate(const Config& c) {
+  if (c.bind.empty()) return fail("--bind: empty endpoint");
+  if (c.bind.find("://") == std::string::npos) return fail("--bind: not a ZeroMQ endpoint (ipc://... or tcp://...): " + c.bind);
+  if (!std::isfinite(c.scan_interval) || c.scan_interval < 0 || c.scan_interval > 86400)
+    return fail("--scan-interval: must be between 0 and 86400 seconds");
+  if (!std::isfinite(c.stats_interval) || c.stats_interval < 0.01 || c.stats_interval > 86400)
+    return fail("--stats-interval: must be between 0.01 and 86400 seconds");
+  if (c.max_args_bytes < EXEC_ARGS_MIN || c.max_args_bytes > EXEC_ARGS_CAP)
+    return fail(fmt::format("--max-args-bytes: must be between {} and {} (the probe's compile-time capacity)",
+                            EXEC_ARGS_MIN, EXEC_ARGS_CAP));
+  if (c.ringbuf_bytes < kMinRingbufBytes || c.ringbuf_bytes > kMaxRingbufBytes ||
+      (c.ringbuf_bytes & (c.ringbuf_bytes - 1)) != 0)
+    return fail(fmt::format("--ringbuf-bytes: must be a power of two between {} and {}", kMinRingbufBytes,
+                            kMaxRingbufBytes));
+  static constexpr const char* kLevels[] = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
+  bool known = false;
+  for (const char* l : kLevels) known = known || c.log_level == l;
+  if (!known) return fail("--log-level: unknown level " + c.log_level);
+  return {};
+}
+
+std::string describe(const Config& c) {
+  return fmt::format(
+      "bind={} node={} scan_interval={}s stats_interval={}s max_args_bytes={} ringbuf_bytes={}",
+      c.bind, c.node.empty() ? "(auto)" : c.node, c.scan_interval, c.stats_interval, c.max_args_bytes,
+      c.ringbuf_bytes);
+}
+
+}  // namespace cryptnono::collector

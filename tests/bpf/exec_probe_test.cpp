@@ -1,0 +1,276 @@
+// The exec probe, loaded for real (the verifier is part of the test), against execs
+// this test causes: it finds exactly its own child's event by pid and checks every
+// field against what the kernel shows in /proc while the child is still alive.
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "bpf_test_util.h"
+#include "cryptnono/clock.h"
+#include "cryptnono/collector/exec_source.h"
+#include "cryptnono/log.h"
+#include "cryptnono/proc.h"
+
+namespace cryptnono::collector {
+namespace {
+
+using cryptnono::testing::argv_bytes;
+using cryptnono::testing::BlockedChild;
+using cryptnono::testing::random_hex;
+using cryptnono::testing::TestCgroup;
+
+struct OwnedRecord {
+  exec_event header{};
+  std::string comm, cgroup_name, filename, argv;
+};
+
+// Collects records for one pid (the ring buffer carries every exec on the host).
+class PidCollector {
+ public:
+  explicit PidCollector(ExecSource& source) : source_(source) {
+    source_.set_callback([this](const ExecRecord& r) {
+      if (static_cast<pid_t>(r.header.pid) != want_) return;
+      found_ = OwnedRecord{r.header, std::string(r.comm()), std::string(r.cgroup_name), std::string(r.filename),
+                           std::string(r.argv)};
+    });
+  }
+  std::optional<OwnedRecord> wait_for(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(10)) {
+    want_ = pid;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!found_ && std::chrono::steady_clock::now() < deadline) {
+      auto n = source_.poll(100);
+      if (!n) ADD_FAILURE() << n.error().message;
+    }
+    return found_;
+  }
+
+ private:
+  ExecSource& source_;
+  pid_t want_ = -1;
+  std::optional<OwnedRecord> found_;
+};
+
+class ExecProbe : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "loading BPF needs root (CAP_BPF and CAP_PERFMON)";
+  }
+  std::shared_ptr<spdlog::logger> logger_ = make_logger("exec-probe-test", "warn");
+};
+
+// 300 short arguments with hostile bytes, then one of 100 KiB: 100 KiB + ~4 KiB total.
+std::vector<std::string> big_argv(const std::string& marker) {
+  std::vector<std::string> args = {"sh", "-c", "read _ || true", marker};
+  for (int i = 0; static_cast<int>(args.size()) < 300; ++i)
+    args.push_back("arg-" + std::to_string(i) + (i % 7 == 0 ? "-'quoted' \"dq\"\n\xff\xfe" : "-plain"));
+  std::string big(100 * 1024, 'B');
+  for (size_t i = 0; i < big.size(); i += 997) big[i] = static_cast<char>('a' + (i % 26));
+  args.push_back(big);
+  return args;
+}
+
+uint64_t inode_of(const char* path) {
+  struct stat st {};
+  return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+TEST_F(ExecProbe, CutsArgvAtMaxArgsAndReportsTheRealLengthAndIdentity) {
+  ExecSourceOptions options;
+  options.max_args_bytes = 65536;
+  auto source = ExecSource::open(options, logger_);
+  ASSERT_TRUE(source) << source.error().message;
+  PidCollector events(**source);
+
+  // Shaped like a Kubernetes container's cgroup, one level deeper than the four kept.
+  const std::string scope = "cri-containerd-" + random_hex(32) + ".scope";
+  const std::vector<std::string> names = {"kubepods.slice", "kubepods-besteffort.slice",
+                                          "kubepods-besteffort-pod" + random_hex(4) + ".slice", scope};
+  TestCgroup cgroup(names);
+  ASSERT_TRUE(cgroup.ok()) << "cannot create a cgroup v2 directory";
+
+  auto args = big_argv("cryptnono-exec-test-" + random_hex(8));
+  const std::string expected = argv_bytes(args);
+  ASSERT_GT(expected.size(), 65536u + 4096u);
+  const uint64_t before = boot_ns();
+  BlockedChild child("/bin/sh", args, cgroup.procs_fd());
+  ASSERT_GT(child.pid(), 0);
+  auto rec = events.wait_for(child.pid());
+  const uint64_t after = boot_ns();
+  ASSERT_TRUE(rec.has_value()) << "no exec event for pid " << child.pid();
+
+  // argv: cut, flagged, and the captured bytes are exactly the real prefix.
+  EXPECT_TRUE(rec->header.flags & EXEC_FLAG_ARGS_TRUNCATED);
+  EXPECT_FALSE(rec->header.flags & EXEC_FLAG_ARGS_READ_ERROR);
+  EXPECT_EQ(rec->header.args_full_len, expected.size());
+  ASSERT_EQ(rec->argv.size(), 65536u);
+  EXPECT_TRUE(rec->argv == expected.substr(0, 65536)) << "captured argv differs from the real prefix";
+
+  // Identity, compared with /proc while the child is blocked (alive).
+  ProcReader proc;
+  auto st = proc.stat(child.pid());
+  ASSERT_TRUE(st) << st.error().message;
+  EXPECT_EQ(rec->header.pid, static_cast<uint32_t>(child.pid()));
+  EXPECT_EQ(rec->header.tgid, static_cast<uint32_t>(child.pid()));
+  EXPECT_EQ(rec->header.ppid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(rec->header.uid, getuid());
+  EXPECT_EQ(rec->header.gid, getgid());
+  EXPECT_EQ(boot_ns_to_ticks(rec->header.start_boot_ns, clock_ticks_per_second()), st->start_ticks);
+  EXPECT_GE(rec->header.exec_boot_ns, before);
+  EXPECT_LE(rec->header.exec_boot_ns, after);
+  EXPECT_GE(rec->header.exec_boot_ns, rec->header.start_boot_ns);
+  EXPECT_EQ(rec->filename, "/bin/sh");
+  EXPECT_EQ(rec->comm, "sh");
+  EXPECT_EQ(rec->comm, st->comm);
+  EXPECT_EQ(rec->cgroup_name, names[0] + "/" + names[1] + "/" + names[2] + "/" + names[3]);
+  EXPECT_EQ(rec->header.cgroup_id, cgroup.id());
+  EXPECT_EQ(rec->header.mnt_ns, inode_of("/proc/self/ns/mnt"));
+  EXPECT_EQ(rec->header.pid_ns, inode_of("/proc/self/ns/pid"));
+  EXPECT_LT(rec->header.cpu, static_cast<uint32_t>(sysconf(_SC_NPROCESSORS_CONF)));
+  EXPECT_EQ(rec->header._pad0, 0u);
+
+  int status = child.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+
+  auto counters = (*source)->counters();
+  EXPECT_GE(counters.events, 1u);
+  EXPECT_GE(counters.truncated, 1u);
+  EXPECT_EQ(counters.ringbuf_drops, 0u);
+  EXPECT_EQ((*source)->malformed(), 0u);
+}
+
+TEST_F(ExecProbe, CapturesTheWholeArgvAtTheCompileTimeCapacity) {
+  ExecSourceOptions options;
+  options.max_args_bytes = EXEC_ARGS_CAP;
+  auto source = ExecSource::open(options, logger_);
+  ASSERT_TRUE(source) << source.error().message;
+  PidCollector events(**source);
+  auto args = big_argv("cryptnono-exec-test-" + random_hex(8));
+  const std::string expected = argv_bytes(args);
+  BlockedChild child("/bin/sh", args);
+  auto rec = events.wait_for(child.pid());
+  ASSERT_TRUE(rec.has_value()) << "no exec event for pid " << child.pid();
+  EXPECT_FALSE(rec->header.flags & EXEC_FLAG_ARGS_TRUNCATED);
+  EXPECT_EQ(rec->header.args_full_len, expected.size());
+  ASSERT_EQ(rec->argv.size(), expected.size());
+  EXPECT_TRUE(rec->argv == expected) << "captured argv is not byte-identical";
+  // Not in a cgroup of its own: this test's (v2 root on this host gives an empty name).
+  EXPECT_EQ(child.wait(), 0);
+}
+
+TEST_F(ExecProbe, SmallArgvAndAnArgvOfExactlyMaxArgsAreComplete) {
+  ExecSourceOptions options;
+  options.max_args_bytes = EXEC_ARGS_MIN;
+  auto source = ExecSource::open(options, logger_);
+  ASSERT_TRUE(source) << source.error().message;
+  PidCollector events(**source);
+  // Pad the last argument so the area is exactly max_args bytes: not truncated.
+  std::vector<std::string> args = {"sh", "-c", "read _ || true", "x"};
+  size_t used = argv_bytes(args).size();
+  args.back() = std::string(EXEC_ARGS_MIN - used + 1, 'x');
+  ASSERT_EQ(argv_bytes(args).size(), EXEC_ARGS_MIN);
+  BlockedChild child("/bin/sh", args);
+  auto rec = events.wait_for(child.pid());
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_FALSE(rec->header.flags & EXEC_FLAG_ARGS_TRUNCATED);
+  EXPECT_EQ(rec->header.args_full_len, EXEC_ARGS_MIN);
+  EXPECT_TRUE(rec->argv == argv_bytes(args));
+  EXPECT_EQ(child.wait(), 0);
+}
+
+TEST_F(ExecProbe, CountsRingBufferDropsWhenTheConsumerFallsBehind) {
+  ExecSourceOptions options;
+  options.max_args_bytes = EXEC_ARGS_CAP;
+  options.ringbuf_bytes = 1u << 20;  // the smallest the collector accepts: ~4 records of 200 KiB
+  auto source = ExecSource::open(options, logger_);
+  ASSERT_TRUE(source) << source.error().message;
+  std::vector<pid_t> mine;
+  size_t delivered = 0;
+  (*source)->set_callback([&](const ExecRecord& r) {
+    for (pid_t p : mine) delivered += static_cast<pid_t>(r.header.pid) == p;
+  });
+  // Eight execs of ~200 KiB argv each, none consumed until all have run.
+  std::vector<std::unique_ptr<BlockedChild>> children;
+  for (int i = 0; i < 8; ++i) {
+    // Two arguments: one may not exceed MAX_ARG_STRLEN (128 KiB).
+    std::string half(100 * 1024, static_cast<char>('a' + i));
+    std::vector<std::string> args = {"sh", "-c", "read _ || true", half, half};
+    children.push_back(std::make_unique<BlockedChild>("/bin/sh", args));
+    mine.push_back(children.back()->pid());
+  }
+  for (auto& c : children) EXPECT_EQ(c->wait(), 0);
+  auto counters = (*source)->counters();
+  EXPECT_GE(counters.events, 8u);
+  EXPECT_GE(counters.ringbuf_drops, 3u) << "a 1 MiB ring cannot hold eight 200 KiB records";
+  // Every record of ours was written before the children were reaped: one
+  // non-blocking consume sees all that were kept.
+  auto n = (*source)->consume();
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_GE(delivered, 1u);
+  EXPECT_LE(delivered, 8u - 3u);
+  EXPECT_GE(delivered + counters.ringbuf_drops, 8u);
+}
+
+// The classic-tracepoint fallback, in a child with a private mount namespace so this
+// test can hide and mount tracefs without touching the host's mounts.
+TEST_F(ExecProbe, TracepointFallbackNeedsTracefsAndThenDeliversEvents) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto check = [](bool ok, const char* what) {
+      if (!ok) {
+        fprintf(stderr, "tracepoint child: %s (%s)\n", what, strerror(errno));
+        _exit(1);
+      }
+    };
+    check(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
+    check(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
+    // Hide any tracefs (and debugfs's tracing directory) behind empty tmpfs mounts.
+    check(mount("none", "/sys/kernel/tracing", "tmpfs", 0, nullptr) == 0, "tmpfs over tracing");
+    (void)mount("none", "/sys/kernel/debug", "tmpfs", 0, nullptr);
+    auto logger = make_logger("exec-probe-test-tp", "off");
+    ExecSourceOptions options;
+    options.attach = AttachMode::kTracepoint;
+    auto refused = ExecSource::open(options, logger);
+    check(!refused, "attach without tracefs unexpectedly worked");
+    if (refused.error().message.find("tracefs") == std::string::npos) {
+      fprintf(stderr, "tracepoint child: error does not mention tracefs: %s\n", refused.error().message.c_str());
+      _exit(1);
+    }
+    check(umount("/sys/kernel/tracing") == 0, "umount tmpfs");
+    check(mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) == 0, "mount tracefs");
+    auto source = ExecSource::open(options, logger);
+    if (!source) {
+      fprintf(stderr, "tracepoint child: %s\n", source.error().message.c_str());
+      _exit(1);
+    }
+    check(std::string((*source)->attach_mode()) == "tracepoint", "attach mode");
+    PidCollector events(**source);
+    std::vector<std::string> args = {"sh", "-c", "read _ || true", "tp-" + random_hex(8)};
+    BlockedChild child("/bin/sh", args);
+    auto rec = events.wait_for(child.pid());
+    check(rec.has_value(), "no event from the tracepoint program");
+    check(rec->header.flags & EXEC_FLAG_FROM_TRACEPOINT, "tracepoint flag");
+    check(rec->filename == "/bin/sh", "filename");
+    check(rec->argv == argv_bytes(args), "argv");
+    check(rec->header.ppid == static_cast<uint32_t>(getpid()), "ppid");
+    child.wait();
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "see the tracepoint child's message above";
+}
+
+}  // namespace
+}  // namespace cryptnono::collector

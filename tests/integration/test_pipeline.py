@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Integration tier: the three real programs as separate processes, wired over ipc
+sockets in a private temp dir, with real BPF, real processes killed and real HTTP scrapes
+of /metrics.
+
+Safety: every test bans only strings it generates at random (``itest`` + 32 hex digits),
+so the enforcer can never match anything but the processes the test itself starts.
+
+Run by CTest (label ``integration``) with CRYPTNONO_BIN pointing at the build's bin/.
+Needs root (the collector loads BPF); exits 77 (CTest's skip code) otherwise.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+BIN = os.environ.get("CRYPTNONO_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+REWRITER = os.environ.get("CRYPTNONO_ARGV_REWRITER", "")
+
+
+def random_banned():
+    return "itest" + secrets.token_hex(16)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def parse_metrics(text):
+    """Prometheus text format -> list of (name, {labels}, value)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)', line)
+        if not m:
+            raise AssertionError(f"unparsable metrics line: {line!r}")
+        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out.append((m.group(1), labels, float(m.group(4))))
+    return out
+
+
+class Pipeline:
+    """collector -> enforcer -> exporter, each its own process, sockets in a temp dir."""
+
+    def __init__(self, configs, enforcer_args=(), collector_args=()):
+        self.dir = tempfile.mkdtemp(prefix="cryptnono-it-")
+        os.chmod(self.dir, 0o700)
+        self.port = free_port()
+        self.collector_ep = f"ipc://{self.dir}/collector.sock"
+        self.enforcer_ep = f"ipc://{self.dir}/execwhacker.sock"
+        self.procs = {}
+        self.files = {}
+        self._start("collector", [f"{BIN}/cryptnono-collector", "--bind", self.collector_ep,
+                                  "--stats-interval", "1", *collector_args])
+        config_args = [a for c in configs for a in ("--config", c)]
+        self._start("enforcer", [f"{BIN}/cryptnono-enforcer", *config_args, "--connect", self.collector_ep,
+                                 "--bind", self.enforcer_ep, "--stats-interval", "1", *enforcer_args])
+        self._start("exporter", [f"{BIN}/cryptnono-exporter", "--connect", self.enforcer_ep,
+                                 "--connect", self.collector_ep, "--metrics-address", f"127.0.0.1:{self.port}"])
+        self.wait_ready()
+
+    def _start(self, name, argv):
+        out = open(os.path.join(self.dir, f"{name}.out"), "wb")
+        err = open(os.path.join(self.dir, f"{name}.err"), "wb")
+        self.files[name] = (out, err)
+        self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=err)
+
+    def log(self, name, stream="err"):
+        with open(os.path.join(self.dir, f"{name}.{stream}"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def check_alive(self):
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise AssertionError(f"{name} exited with {p.returncode}:\n{self.log(name)}")
+
+    def wait_ready(self):
+        # Ready when decisions flow end to end: the exporter has counted checked processes
+        # (benign execs we make) and has collector stats.
+        def ready():
+            self.check_alive()
+            subprocess.run(["/bin/true"])
+            try:
+                return self.metric("cryptnono_execwhacker_processes_checked_total") > 0 and \
+                    self.metric("cryptnono_collector_events_bpf_total") > 0
+            except OSError:
+                return False
+        wait_for(ready, 30, "the pipeline to be ready", interval=0.1)
+
+    def scrape(self, path="/metrics"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+
+    def metric(self, name, **labels):
+        """Sum of the series of `name` whose labels include `labels`."""
+        _, text = self.scrape()
+        return sum(v for n, l, v in parse_metrics(text)
+                   if n == name and all(l.get(k) == str(val) for k, val in labels.items()))
+
+    def json_lines(self):
+        """Every stdout line of the exporter, each required to be one valid JSON object."""
+        lines = []
+        for raw in self.log("exporter", "out").splitlines():
+            obj = json.loads(raw)
+            assert isinstance(obj, dict), raw
+            lines.append(obj)
+        return lines
+
+    def find_line(self, timeout=10, **fields):
+        def look():
+            for obj in self.json_lines():
+                if all(obj.get(k) == v for k, v in fields.items()):
+                    return obj
+            return None
+        return wait_for(look, timeout, f"exporter JSON line with {fields}")
+
+    def stop(self):
+        codes = {}
+        for name in ("collector", "enforcer", "exporter"):
+            p = self.procs[name]
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in self.procs.items():
+            try:
+                codes[name] = p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[name] = "hung"
+        for out, err in self.files.values():
+            out.close()
+            err.close()
+        return codes
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_config(path, banned, allowed=()):
+    with open(path, "w") as f:
+        json.dump({"bannedCommandStrings": list(banned), "allowedCommandPatterns": list(allowed)}, f, indent=2)
+
+
+def run_banned_shell(text, sleep="1"):
+    """The seed's test command with our own string; returns (returncode, seconds)."""
+    start = time.monotonic()
+    p = subprocess.run(["sh", "-c", f"sleep {sleep} && echo {text}"], stdout=subprocess.DEVNULL, timeout=30)
+    return p.returncode, time.monotonic() - start
+
+
+class PipelineTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cryptnono-itcfg-")
+        self.pipeline = None
+        self.children = []
+
+    def tearDown(self):
+        for c in self.children:
+            try:
+                os.killpg(c.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            c.wait()
+        if self.pipeline:
+            codes = self.pipeline.stop()
+            if not self._outcome_failed():
+                # Every stage must exit cleanly on SIGTERM.
+                self.assertEqual(codes, {"collector": 0, "enforcer": 0, "exporter": 0},
+                                 "\n".join(self.pipeline.log(n) for n in codes))
+            else:
+                for n in codes:
+                    sys.stderr.write(f"--- {n} stderr ---\n{self.pipeline.log(n)[-4000:]}\n")
+            self.pipeline.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        return outcome is not None and not outcome.success
+
+    def start(self, banned, allowed=(), **kw):
+        cfg = os.path.join(self.tmp, "config.json")
+        write_config(cfg, banned, allowed)
+        self.pipeline = Pipeline([cfg], **kw)
+        return self.pipeline
+
+    def spawn(self, argv, **kw):
+        c = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.children.append(c)
+        return c
+
+    def test_seed_command_is_killed_logged_counted_and_tailed(self):
+        banned = random_banned()
+        p = self.start([banned])
+        killed_before = p.metric("cryptnono_execwhacker_processes_killed_total", source="execwhacker.bpf")
+        tail_out = open(os.path.join(self.tmp, "tail.out"), "w+b")
+        tail = self.spawn([f"{BIN}/cryptnono", "tail", p.enforcer_ep, "--topic", "decision"], stdout=tail_out)
+        time.sleep(0.5)  # PUB/SUB join: let tail's subscription reach the enforcer
+
+        code, seconds = run_banned_shell(banned)
+        self.assertEqual(code, -signal.SIGKILL, "the seed-style command must die by SIGKILL")
+        self.assertLess(seconds, 1.0, "killed before its `sleep 1` ended")
+
+        line = p.find_line(matched=banned.lower(), action="killed")
+        self.assertEqual(line["source"], "execwhacker.bpf")
+        self.assertEqual(line["event"], "Killed process")
+        self.assertEqual(line["level"], "info")
+        self.assertIn(f"echo {banned.lower()}", line["cmdline"])
+        self.assertTrue(line["cmdline"].startswith("/"), line["cmdline"])  # exec'd filename first
+        for field in ("pid", "container_type", "labels", "image", "timestamp", "node", "ppid", "uid"):
+            self.assertIn(field, line)
+        print(f"\nexec->kill latency observed: {line.get('exec_to_kill_us')} us "
+              f"(exec->decision {line.get('exec_to_decision_us')} us); command died after {seconds * 1000:.1f} ms")
+        self.assertGreater(line["exec_to_kill_us"], 0)
+
+        wait_for(lambda: p.metric("cryptnono_execwhacker_processes_killed_total", source="execwhacker.bpf")
+                 >= killed_before + 1, 10, "killed_total to go up")
+
+        def tail_saw():
+            tail_out.seek(0)
+            for raw in tail_out.read().decode(errors="replace").splitlines():
+                obj = json.loads(raw)
+                if obj.get("topic") == "decision" and banned.lower() in json.dumps(obj):
+                    return obj
+            return None
+        wait_for(tail_saw, 10, "cryptnono tail to print the decision")
+
+    def test_sweep_kills_process_started_before_and_argv_rewriter(self):
+        early, late = random_banned(), random_banned()
+        before = self.spawn(["sh", "-c", f"sleep 600; : {early}"])
+        time.sleep(0.2)
+        p = self.start([early, late], collector_args=("--scan-interval", "1"))
+        wait_for(lambda: before.poll() is not None, 15, "the process started before the pipeline to die")
+        self.assertEqual(before.returncode, -signal.SIGKILL)
+        line = p.find_line(matched=early, action="killed")
+        self.assertEqual(line["source"], "execwhacker.scan")
+        self.assertEqual(line["pid"], before.pid)
+
+        self.assertTrue(REWRITER, "CRYPTNONO_ARGV_REWRITER not set")
+        rewriter = self.spawn([REWRITER, "x" * len(late)], env={**os.environ, "REWRITE_TO": late},
+                              stdout=subprocess.PIPE)
+        self.assertEqual(rewriter.stdout.readline().strip(), b"rewritten")
+        wait_for(lambda: rewriter.poll() is not None, 15, "the argv rewriter to die")
+        self.assertEqual(rewriter.returncode, -signal.SIGKILL)
+        line = p.find_line(matched=late, action="killed")
+        self.assertEqual(line["source"], "execwhacker.scan")
+        self.assertEqual(line["pid"], rewriter.pid)
+
+    def test_dry_run_kills_nothing_and_reports_would_kill(self):
+        banned = random_banned()
+        p = self.start([banned], enforcer_args=("--dry-run",))
+        code, _ = run_banned_shell(banned, sleep="0.3")
+        self.assertEqual(code, 0, "dry run must not kill")
+        line = p.find_line(matched=banned.lower(), action="would-kill")
+        self.assertEqual(line["source"], "execwhacker.bpf")
+        wait_for(lambda: p.metric("cryptnono_execwhacker_processes_would_kill_total") >= 1, 10, "would_kill_total")
+        self.assertEqual(p.metric("cryptnono_execwhacker_processes_killed_total"), 0)
+
+    def test_config_edit_and_symlink_swap_take_effect_without_restart(self):
+        first, second, third = random_banned(), random_banned(), random_banned()
+        plain = os.path.join(self.tmp, "plain.json")
+        write_config(plain, [first])
+        # The layout Kubernetes uses for a mounted ConfigMap/Secret: the file is a symlink
+        # through `..data`, which is swapped atomically to a new timestamped directory.
+        k8s = os.path.join(self.tmp, "k8s")
+        os.makedirs(os.path.join(k8s, "..2026_01_01_00_00_00.1"))
+        write_config(os.path.join(k8s, "..2026_01_01_00_00_00.1", "cfg.json"), [])
+        os.symlink("..2026_01_01_00_00_00.1", os.path.join(k8s, "..data"))
+        os.symlink("..data/cfg.json", os.path.join(k8s, "cfg.json"))
+        self.pipeline = p = Pipeline([plain, os.path.join(k8s, "cfg.json")])
+
+        code, _ = run_banned_shell(second, sleep="0")
+        self.assertEqual(code, 0, "not banned yet")
+
+        write_config(plain, [first, second])  # edited in place
+        wait_for(lambda: run_banned_shell(second, sleep="0.5")[0] == -signal.SIGKILL, 15,
+                 "the edited config to kill the new string")
+
+        new = os.path.join(k8s, "..2026_01_01_00_00_01.2")
+        os.makedirs(new)
+        write_config(os.path.join(new, "cfg.json"), [third])
+        os.symlink("..2026_01_01_00_00_01.2", os.path.join(k8s, "..data_tmp"))
+        os.rename(os.path.join(k8s, "..data_tmp"), os.path.join(k8s, "..data"))
+        shutil.rmtree(os.path.join(k8s, "..2026_01_01_00_00_00.1"))
+        wait_for(lambda: run_banned_shell(third, sleep="0.5")[0] == -signal.SIGKILL, 15,
+                 "the swapped ConfigMap to kill its string")
+
+        failures = p.metric("cryptnono_enforcer_config_reload_failures_total")
+        with open(plain, "w") as f:
+            f.write('{"bannedCommandStrings": [\n  "x",\n  oops\n]}\n')
+        wait_for(lambda: p.metric("cryptnono_enforcer_config_reload_failures_total") > failures, 15,
+                 "the bad edit to be refused and counted")
+        self.assertRegex(p.log("enforcer"), re.escape(plain) + r":3:")  # file:line:column
+        code, _ = run_banned_shell(first, sleep="0.5")
+        self.assertEqual(code, -signal.SIGKILL, "the old config keeps working after a bad edit")
+
+    def test_bad_config_is_refused_at_start_with_file_and_line(self):
+        bad = os.path.join(self.tmp, "bad.json")
+        with open(bad, "w") as f:
+            f.write('{\n  "bannedCommandStrings": [\n    "ok",\n    42\n  ]\n}\n')
+        r = subprocess.run([f"{BIN}/cryptnono-enforcer", "--config", bad, "--bind", f"ipc://{self.tmp}/e.sock",
+                            "--connect", f"ipc://{self.tmp}/c.sock"], capture_output=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        err = r.stderr.decode()
+        self.assertRegex(err, re.escape(bad) + r":4: ")  # file:line: reason
+        self.assertLessEqual(len(err.strip().splitlines()), 2, err)
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        print("skipped: the integration tier needs root (it loads BPF and kills processes)")
+        sys.exit(77)
+    unittest.main()
