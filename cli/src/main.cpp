@@ -11,17 +11,10 @@
 #include <CLI/CLI.hpp>
 
 #include "cryptnono/cli/tail.h"
+#include "cryptnono/fd.h"
 #include "cryptnono/log.h"
 
 namespace {
-
-// Closes the signalfd on every way out of main.
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 int run_tail_command(const cryptnono::cli::TailConfig& config) {
   using namespace cryptnono::cli;
@@ -38,15 +31,15 @@ int run_tail_command(const cryptnono::cli::TailConfig& config) {
     std::fprintf(stderr, "cryptnono tail: cannot block signals: %s\n", std::strerror(errno));
     return kTailExitError;
   }
-  FdCloser signal_fd{signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK)};
-  if (signal_fd.fd < 0) {
+  cryptnono::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd) {
     std::fprintf(stderr, "cryptnono tail: cannot create signalfd: %s\n", std::strerror(errno));
     return kTailExitError;
   }
   auto logger = cryptnono::make_logger("tail", "info");
   try {
     zmq::context_t ctx;
-    auto outcome = run_tail(config, ctx, signal_fd.fd, STDOUT_FILENO, *logger);
+    auto outcome = run_tail(config, ctx, signal_fd.get(), STDOUT_FILENO, *logger);
     if (!outcome) {
       logger->error("{}", outcome.error().message);
       return kTailExitError;

@@ -58,11 +58,6 @@ class PidfdTarget : public Target {
 
 }  // namespace
 
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 PidfdKiller::PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second, size_t max_cmdline_bytes)
     : proc_(std::move(proc)), self_(self), hz_(ticks_per_second), max_cmdline_bytes_(max_cmdline_bytes) {}
 

@@ -40,18 +40,6 @@ bool valid_prefix(const std::string& prefix) {
 
 }  // namespace
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<void> validate(const Config& config) {
   if (config.connect.empty()) return fail("at least one --connect endpoint is needed");
   for (const auto& ep : config.connect) {

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cryptnono-exporter: cannot block signals: %s\n", std::strerror(errno));
     return 1;
   }
-  cryptnono::exporter::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  cryptnono::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
   if (signal_fd.get() < 0) {
     std::fprintf(stderr, "cryptnono-exporter: cannot create signalfd: %s\n", std::strerror(errno));
     return 1;

@@ -21,6 +21,7 @@
 #include "cryptnono/exporter/container.h"
 #include "cryptnono/exporter/http_server.h"
 #include "cryptnono/exporter/metrics.h"
+#include "cryptnono/fd.h"
 #include "cryptnono/result.h"
 #include "cryptnono/transport.h"
 
@@ -38,26 +39,6 @@ struct Config {
 // Everything that can be checked without opening a socket.
 Result<void> validate(const Config& config);
 
-// Closes the fd it holds.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 class Exporter {
  public:
