@@ -11,6 +11,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libre2-dev libvectorscan-dev libexpected-dev libcli11-dev nlohmann-json3-dev
   libcap-dev python3 procps iproute2
+  python3-ahocorasick ccache
 )
 missing=()
 for p in "${pkgs[@]}"; do

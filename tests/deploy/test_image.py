@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""Deploy tier, image part: the container image from deploy/Dockerfile, built with
+podman, and the privilege test.
+
+- ImageBuildTest: builds the image (deploy/build-image.sh; CTest fixture for the rest).
+- ImageTest: the runtime root holds the four programs, their shared libraries and
+  nothing else (no shell, no package manager); every program runs in it; the default
+  user is unprivileged.
+- PrivilegeTest: runs the chart's three containers from that image with exactly the
+  security settings the chart renders (the DaemonSet's own securityContext,
+  capabilities, host pid namespace, read-only root, fsGroup-owned shared socket
+  emptyDir, command and args, env, probes), in one shared network namespace like a
+  pod's. The operator document's test command, with a banned string this test makes
+  up at random (never anything else), run on the host dies at once; the exporter logs
+  why; /metrics counts it; the running processes hold only the capabilities the design
+  says; the probes pass; a config update through the kubelet's ..data symlink swap is
+  enforced without a restart.
+- MissingCapabilityTest: the collector started with one capability fewer than the
+  chart gives it stops with a non-zero status and a message naming what is missing.
+
+Root only (podman, BPF, killing): exits 77 (skip) otherwise.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deploy_common import (CONTAINERS_CONF, REPO, by_kind, containers, daemonset, expand_env,  # noqa: E402
+                           render, require_tools, run, volumes)
+
+IMAGE = os.environ.get("CRYPTNONO_TEST_IMAGE", "localhost/cryptnono:ctest")
+PROGRAMS = ["cryptnono-collector", "cryptnono-enforcer", "cryptnono-exporter", "cryptnono"]
+CAP_BITS = {"KILL": 5, "PERFMON": 38, "BPF": 39}
+os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF
+
+
+def podman(*args, check=True, **kwargs):
+    return run(["podman", *args], check=check, **kwargs)
+
+
+def random_banned():
+    return "deploytest" + secrets.token_hex(16)
+
+
+def wait_for(predicate, timeout, what, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def cap_mask(names):
+    return sum(1 << CAP_BITS[n] for n in names)
+
+
+def runtime_default_seccomp(path):
+    """Writes the seccomp profile that `seccompProfile: RuntimeDefault` means on
+    containerd (>= 1.5, what GKE, EKS and AKS nodes run) and moby: podman's default
+    profile, plus what containerd's generator adds for the capabilities a container
+    holds: `bpf` with CAP_BPF, `perf_event_open` with CAP_PERFMON. The podman 4.3 of
+    Debian 12 predates those two rules and allows both syscalls only with CAP_SYS_ADMIN,
+    so with its own profile the collector would be refused (EPERM) even holding
+    CAP_BPF + CAP_PERFMON."""
+    with open("/usr/share/containers/seccomp.json") as f:
+        profile = json.load(f)
+    added = {"bpf": "CAP_BPF", "perf_event_open": "CAP_PERFMON"}
+    rules = []
+    for rule in profile["syscalls"]:
+        names = [n for n in rule["names"] if n not in added]
+        if rule["action"] == "SCMP_ACT_ERRNO" and len(names) != len(rule["names"]):
+            # The EPERM fallback for these two: skipped when the container holds the
+            # capability that now allows the syscall.
+            for name, cap in added.items():
+                if name in rule["names"]:
+                    rules.append(dict(rule, names=[name], excludes={
+                        "caps": sorted(set(rule.get("excludes", {}).get("caps", [])) | {cap})}))
+            rule = dict(rule, names=names)
+        if rule["names"]:
+            rules.append(rule)
+    for name, cap in added.items():
+        rules.append({"names": [name], "action": "SCMP_ACT_ALLOW", "args": [], "comment": f"with {cap}",
+                      "includes": {"caps": [cap]}, "excludes": {}})
+    profile["syscalls"] = rules
+    with open(path, "w") as f:
+        json.dump(profile, f)
+    return path
+
+
+class KubeletVolume:
+    """A ConfigMap/Secret volume laid out the way the kubelet's atomic writer does
+    it: files are symlinks into ..data, itself a symlink to a timestamped directory
+    that an update replaces with one rename."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, mode=0o755)
+        self.version = 0
+
+    def write(self, files):
+        self.version += 1
+        old = os.path.realpath(os.path.join(self.path, "..data")) if self.version > 1 else None
+        ts = os.path.join(self.path, f"..2025_01_01_00_00_00.{self.version:09d}")
+        os.makedirs(ts, mode=0o755)
+        for key, text in files.items():
+            with open(os.path.join(ts, key), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(ts, key), 0o644)
+        tmp = os.path.join(self.path, "..data_tmp")
+        os.symlink(os.path.basename(ts), tmp)
+        os.rename(tmp, os.path.join(self.path, "..data"))
+        for key in files:
+            link = os.path.join(self.path, key)
+            if not os.path.islink(link):
+                os.symlink(os.path.join("..data", key), link)
+        if old:
+            shutil.rmtree(old)
+
+
+class Pod:
+    """Runs a rendered DaemonSet pod's containers with podman, translating each
+    setting of the pod spec into the podman option that does the same."""
+
+    def __init__(self, objects, workdir, node_name):
+        self.ds = daemonset(objects)
+        self.spec = self.ds["spec"]["template"]["spec"]
+        self.config_maps = {cm["metadata"]["name"]: cm for cm in by_kind(objects, "ConfigMap")}
+        self.workdir = workdir
+        self.node_name = node_name
+        self.tag = secrets.token_hex(4)
+        self.netns = f"cryptnono-test-{self.tag}"
+        self.names = {}
+        self.host_dirs = {}
+        self.kubelet_volumes = {}
+        self.seccomp = runtime_default_seccomp(os.path.join(workdir, "runtime-default-seccomp.json"))
+
+    def start(self, only=None, drop_caps=(), detach=True, timeout=None):
+        """Starts the containers (all, or `only` one). Returns the podman run result
+        for a foreground run (detach=False)."""
+        if not os.path.exists(f"/run/netns/{self.netns}"):
+            run(["ip", "netns", "add", self.netns])
+            run(["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"])
+            self._make_volumes()
+        result = None
+        for name, c in containers(self.ds).items():
+            if only and name != only:
+                continue
+            args = self.podman_args(name, c, drop_caps)
+            if detach:
+                podman("run", "-d", *args)
+                self.names[name] = args[args.index("--name") + 1]
+            else:
+                result = podman("run", "--rm", *args, check=False, timeout=timeout)
+        return result
+
+    def _make_volumes(self):
+        fs_group = self.spec["securityContext"]["fsGroup"]
+        for vol in self.spec["volumes"]:
+            path = os.path.join(self.workdir, vol["name"])
+            if "emptyDir" in vol:
+                # The kubelet: mode 0777, then fsGroup ownership with the setgid bit.
+                os.makedirs(path)
+                os.chown(path, -1, fs_group)
+                os.chmod(path, 0o2777)
+                self.host_dirs[vol["name"]] = path
+            elif "configMap" in vol:
+                kv = KubeletVolume(path)
+                kv.write(self.config_maps[vol["configMap"]["name"]]["data"])
+                self.kubelet_volumes[vol["name"]] = kv
+                self.host_dirs[vol["name"]] = path
+            else:
+                raise AssertionError(f"volume type not emulated: {vol}")
+
+    def podman_args(self, name, c, drop_caps=()):
+        sc = c["securityContext"]
+        pod_sc = self.spec["securityContext"]
+        args = ["--name", f"cryptnono-{self.tag}-{name}", "--network", f"ns:/run/netns/{self.netns}"]
+        if self.spec.get("hostPID"):
+            args.append("--pid=host")
+        assert not sc.get("privileged"), "the chart must not render privileged containers"
+        if sc.get("readOnlyRootFilesystem"):
+            args += ["--read-only", "--read-only-tmpfs=false"]  # Kubernetes adds no tmpfs
+        if sc.get("allowPrivilegeEscalation") is False:
+            args += ["--security-opt", "no-new-privileges"]
+        seccomp = sc.get("seccompProfile") or pod_sc.get("seccompProfile")
+        assert seccomp == {"type": "RuntimeDefault"}, seccomp
+        args += ["--security-opt", f"seccomp={self.seccomp}"]
+        caps = sc["capabilities"]
+        if caps.get("drop") == ["ALL"]:
+            args.append("--cap-drop=ALL")
+        add = [cap for cap in caps.get("add", []) if cap not in drop_caps]
+        if add:
+            args.append("--cap-add=" + ",".join(add))
+        args += ["--user", f"{sc['runAsUser']}:{sc['runAsGroup']}", "--group-add", str(pod_sc["fsGroup"])]
+        if sc.get("runAsNonRoot"):
+            assert sc["runAsUser"] != 0
+        limits = c["resources"]["limits"]
+        if "memory" in limits:
+            args += ["--memory", limits["memory"].replace("Mi", "m").replace("Gi", "g")]
+        env = {}
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif e["valueFrom"].get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                env[e["name"]] = self.node_name
+            else:
+                raise AssertionError(f"env not emulated: {e}")
+        for k, v in env.items():
+            args += ["--env", f"{k}={v}"]
+        for m in c.get("volumeMounts", []):
+            assert "subPath" not in m
+            opts = "ro" if m.get("readOnly") else "rw"
+            args += ["--volume", f"{self.host_dirs[m['name']]}:{m['mountPath']}:{opts}"]
+        command = [expand_env(a, env) for a in c["command"] + c.get("args", [])]
+        args += ["--entrypoint", command[0], c["image"], *command[1:]]
+        return args
+
+    def container_pid(self, name):
+        return int(podman("inspect", "--format", "{{.State.Pid}}", self.names[name]).stdout.strip())
+
+    def logs(self, name):
+        return podman("logs", self.names[name]).stdout
+
+    def stderr_logs(self, name):
+        p = podman("logs", self.names[name])
+        return p.stdout + p.stderr
+
+    def http_get(self, port, path):
+        """GET inside the pod's network namespace (where the exporter listens)."""
+        p = run(["ip", "netns", "exec", self.netns, "curl", "-s", "-o", "-", "-w", "\n%{http_code}",
+                 f"http://127.0.0.1:{port}{path}"], check=False)
+        body, _, code = p.stdout.rpartition("\n")
+        return int(code or 0), body
+
+    def stop(self):
+        """Stops every container with SIGTERM, as the kubelet does; returns exit codes."""
+        codes = {}
+        for name, ctr in self.names.items():
+            podman("stop", "-t", "10", ctr, check=False)
+            out = podman("inspect", "--format", "{{.State.ExitCode}}", ctr, check=False).stdout.strip()
+            codes[name] = int(out) if out.isdigit() else None
+        return codes
+
+    def remove(self):
+        for ctr in self.names.values():
+            podman("rm", "-f", ctr, check=False)
+        self.names = {}
+        run(["ip", "netns", "del", self.netns], check=False)
+
+
+def render_for_image(banned):
+    repo, _, tag = IMAGE.rpartition(":")
+    return render(values={"image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+                          "detectors": {"execwhacker": {"configs": {"deploy-test": {
+                              "bannedCommandStrings": [banned]}}}}})
+
+
+class ImageBuildTest(unittest.TestCase):
+    def test_image_builds_with_podman(self):
+        start = time.monotonic()
+        proc = run([os.path.join(REPO, "deploy", "build-image.sh"), IMAGE], check=False)
+        took = time.monotonic() - start
+        self.assertEqual(proc.returncode, 0, proc.stdout[-5000:] + proc.stderr[-5000:])
+        size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
+        print(f"\nimage {IMAGE} built in {took:.0f} s, {size / 1e6:.1f} MB", file=sys.stderr)
+
+
+class ImageTest(unittest.TestCase):
+    def test_runtime_root_holds_only_the_programs_and_their_libraries(self):
+        ctr = podman("create", IMAGE).stdout.strip()
+        try:
+            listing = run(["sh", "-c", f"podman export {ctr} | tar -t"]).stdout.split()
+        finally:
+            podman("rm", ctr, check=False)
+        files = {p.rstrip("/") for p in listing}
+        for prog in PROGRAMS:
+            self.assertIn(f"usr/bin/{prog}", files)
+        executables = {f for f in files if f.startswith(("bin/", "sbin/", "usr/bin/", "usr/sbin/"))}
+        self.assertEqual(executables, {f"usr/bin/{p}" for p in PROGRAMS})
+        for banned in ("bin/sh", "usr/bin/sh", "bin/bash", "usr/bin/apt", "usr/bin/dpkg", "usr/bin/gcc"):
+            self.assertNotIn(banned, files)
+        allowed = re.compile(r"^(\.|usr|usr/bin(/.*)?|etc|etc/(passwd|group|ld\.so\.cache)|run|run/cryptnono|"
+                             r"lib|lib64|usr/lib|usr/lib64|(usr/)?lib(64)?/.*\.so[.0-9]*|(usr/)?lib(/x86_64-linux-gnu)?|"
+                             r"usr/share|usr/share/doc(/[^/]+(/copyright)?)?|dev|proc|sys)$")
+        unexpected = sorted(f for f in files if not allowed.match(f.removeprefix("./")))
+        self.assertEqual(unexpected, [], "files other than programs, libraries, passwd/group, copyrights")
+        libs = sorted(f for f in files if ".so" in f)
+        print(f"\n{len(files)} paths, {len(libs)} shared libraries: "
+              f"{' '.join(os.path.basename(l) for l in libs)}", file=sys.stderr)
+
+    def test_every_program_runs_in_the_image(self):
+        for prog in PROGRAMS[:3]:
+            with self.subTest(prog=prog):
+                p = podman("run", "--rm", "--network=none", "--entrypoint", f"/usr/bin/{prog}", IMAGE, "--check",
+                           check=False)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = podman("run", "--rm", "--network=none", IMAGE, "--help", check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("tail", p.stdout)
+        # No shell to fall back on.
+        p = podman("run", "--rm", "--network=none", "--entrypoint", "/bin/sh", IMAGE, "-c", "true", check=False)
+        self.assertNotEqual(p.returncode, 0)
+
+    def test_default_user_is_unprivileged(self):
+        user = podman("image", "inspect", "--format", "{{.Config.User}}", IMAGE).stdout.strip()
+        self.assertEqual(user, "65532:65532")
+
+
+class PrivilegeTest(unittest.TestCase):
+    """One pod for the whole class: started once, checked from several angles."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.banned = random_banned()
+        cls.objects = render_for_image(cls.banned)
+        cls.workdir = tempfile.mkdtemp(prefix="cryptnono-deploy-")
+        cls.pod = Pod(cls.objects, cls.workdir, node_name=f"node-{secrets.token_hex(3)}")
+        cls.exporter = containers(cls.pod.ds)["exporter"]
+        cls.port = cls.exporter["ports"][0]["containerPort"]
+        try:
+            cls.pod.start()
+            cls.wait_ready()
+        except BaseException:
+            cls.dump_logs()
+            cls.pod.remove()
+            shutil.rmtree(cls.workdir, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            codes = cls.pod.stop()
+            cls.stop_codes = codes
+        finally:
+            cls.pod.remove()
+            shutil.rmtree(cls.workdir, ignore_errors=True)
+        # Every program exits 0 on SIGTERM (the kubelet's stop); checked here because
+        # it can only be seen at the end.
+        bad = {k: v for k, v in codes.items() if v != 0}
+        if bad:
+            raise AssertionError(f"containers did not exit 0 on SIGTERM: {bad}")
+
+    @classmethod
+    def dump_logs(cls):
+        for name in cls.pod.names:
+            print(f"--- {name} ---\n{cls.pod.stderr_logs(name)[-4000:]}", file=sys.stderr)
+
+    @classmethod
+    def probe_ok(cls, name, probe):
+        c = containers(cls.pod.ds)[name]
+        spec = c[probe]
+        if "exec" in spec:
+            p = podman("exec", cls.pod.names[name], *spec["exec"]["command"], check=False,
+                       timeout=spec.get("timeoutSeconds", 1) + 5)
+            return p.returncode == 0
+        get = spec["httpGet"]
+        assert get["port"] == "metrics"
+        code, _ = cls.pod.http_get(cls.port, get["path"])
+        return code == 200
+
+    @classmethod
+    def wait_ready(cls):
+        for name in ("collector", "execwhacker", "exporter"):
+            wait_for(lambda n=name: cls.probe_ok(n, "readinessProbe"), 60, f"{name} readiness probe")
+
+    def metrics(self):
+        code, body = self.pod.http_get(self.port, "/metrics")
+        self.assertEqual(code, 200)
+        out = {}
+        for line in body.splitlines():
+            m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)$', line)
+            if m:
+                out[m.group(1)] = float(m.group(2))
+        return out
+
+    def killed_total(self):
+        return self.metrics().get('cryptnono_execwhacker_processes_killed_total{source="execwhacker.bpf"}', 0.0)
+
+    def decisions(self):
+        lines = []
+        for line in self.pod.logs("exporter").splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+    def run_seed_command(self, banned):
+        """The operator document's test, with this test's own string, on the host."""
+        start = time.monotonic()
+        proc = subprocess.Popen(["sh", "-c", f"sleep 1 && echo {banned}"], stdout=subprocess.PIPE, text=True)
+        proc.wait(timeout=30)
+        took = time.monotonic() - start
+        # When the kill lands after sh has already forked `sleep` (sh starts in about as
+        # long as the kill takes), the orphaned sleep keeps the pipe open for its second.
+        out, _ = proc.communicate(timeout=30)
+        return proc.pid, proc.returncode, out, took
+
+    def assert_killed_logged_counted(self, banned):
+        before = self.killed_total()
+        pid, returncode, out, took = self.run_seed_command(banned)
+        self.assertEqual(returncode, -9, f"not killed: rc={returncode} out={out!r}")
+        self.assertEqual(out, "")  # killed before `echo` could run
+        line = wait_for(lambda: [d for d in self.decisions() if d.get("matched") == banned], 10,
+                        "the exporter's JSON line")[0]
+        self.assertLess(took, 1.0, f"killed only after the sleep: {line}")
+        self.assertLess(line["exec_to_kill_us"], 1e6, line)
+        self.assertEqual(line["action"], "killed")
+        self.assertEqual(line["pid"], pid)
+        self.assertEqual(line["source"], "execwhacker.bpf")
+        self.assertEqual(line["cmdline"], f"/usr/bin/sh -c 'sleep 1 && echo {banned}'")
+        self.assertEqual(line["node"], self.pod.node_name)  # NODE_NAME from the downward API
+        for field in ("pid", "cmdline", "matched", "source", "container_type", "labels", "image", "action",
+                      "event", "level", "timestamp"):
+            self.assertIn(field, line)
+        wait_for(lambda: self.killed_total() >= before + 1, 10, "/metrics to count the kill")
+        self.assertEqual(self.killed_total(), before + 1)
+        return line
+
+    def test_seed_command_is_killed_logged_and_counted(self):
+        line = self.assert_killed_logged_counted(self.banned)
+        print(f"\nkilled in {line.get('exec_to_kill_us', 0):.0f} us after exec", file=sys.stderr)
+
+    def test_processes_hold_only_their_capabilities(self):
+        pod = self.pod
+        collector = proc_status(pod.container_pid("collector"))
+        enforcer = proc_status(pod.container_pid("execwhacker"))
+        exporter = proc_status(pod.container_pid("exporter"))
+        # The collector dropped BPF and PERFMON after attaching; all three have no_new_privs.
+        self.assertEqual(int(collector["CapEff"], 16), 0)
+        self.assertEqual(int(collector["CapPrm"], 16), 0)
+        self.assertEqual(int(enforcer["CapEff"], 16), cap_mask(["KILL"]))
+        self.assertEqual(int(exporter["CapEff"], 16), 0)
+        self.assertEqual(int(exporter["CapPrm"], 16), 0)
+        for name, st in (("collector", collector), ("execwhacker", enforcer), ("exporter", exporter)):
+            with self.subTest(container=name):
+                self.assertEqual(st["NoNewPrivs"].strip(), "1")
+                self.assertEqual(int(st["CapBnd"], 16) & ~cap_mask(["BPF", "PERFMON", "KILL"]), 0)
+                self.assertEqual(st["Seccomp"].strip(), "2")  # filtered: the runtime's default profile
+        print("\nresident memory (peak): " + ", ".join(
+            f"{n} {st['VmRSS'].strip()} ({st['VmHWM'].strip()})"
+            for n, st in (("collector", collector), ("execwhacker", enforcer), ("exporter", exporter))),
+            file=sys.stderr)
+        self.assertEqual(exporter["Uid"].split()[0], "65532")
+        self.assertEqual(enforcer["Uid"].split()[0], "0")
+        # The sockets: owner and the fsGroup may connect, nobody else.
+        sockets = pod.host_dirs["sockets"]
+        for sock in ("collector.sock", "execwhacker.sock"):
+            st = os.stat(os.path.join(sockets, sock))
+            self.assertEqual(st.st_mode & 0o777, 0o660, sock)
+            self.assertEqual(st.st_gid, 65532, sock)
+
+    def test_probes_pass(self):
+        for name in ("collector", "execwhacker", "exporter"):
+            for probe in ("readinessProbe", "livenessProbe"):
+                with self.subTest(container=name, probe=probe):
+                    self.assertTrue(self.probe_ok(name, probe))
+
+    def test_config_update_applies_in_place(self):
+        """The kubelet's in-place update of a mounted ConfigMap reaches the enforcer
+        without a restart."""
+        pid_before = self.pod.container_pid("execwhacker")
+        second = random_banned()
+        generation = 'cryptnono_enforcer_config_generation_total{name="execwhacker"}'
+        before = self.metrics().get(generation, 0)
+        self.assertGreaterEqual(before, 1)
+        (vol,) = [v for v in volumes(self.pod.ds).values() if "configMap" in v]
+        key = next(iter(self.pod.config_maps[vol["configMap"]["name"]]["data"]))
+        self.pod.kubelet_volumes[vol["name"]].write(
+            {key: json.dumps({"bannedCommandStrings": [self.banned, second], "allowedCommandPatterns": []})})
+        wait_for(lambda: self.metrics().get(generation, 0) > before, 30, "the enforcer to reload its config")
+        self.assert_killed_logged_counted(second)
+        self.assertEqual(self.pod.container_pid("execwhacker"), pid_before)
+
+
+class MissingCapabilityTest(unittest.TestCase):
+    def test_collector_without_one_capability_fails_clearly(self):
+        objects = render_for_image(random_banned())
+        collector = containers(daemonset(objects))["collector"]
+        for cap in collector["securityContext"]["capabilities"]["add"]:
+            with self.subTest(missing=cap):
+                workdir = tempfile.mkdtemp(prefix="cryptnono-deploy-")
+                pod = Pod(objects, workdir, node_name="node-missing-cap")
+                try:
+                    start = time.monotonic()
+                    p = pod.start(only="collector", drop_caps=[cap], detach=False, timeout=60)
+                    took = time.monotonic() - start
+                finally:
+                    pod.remove()
+                    shutil.rmtree(workdir, ignore_errors=True)
+                out = p.stdout + p.stderr
+                self.assertNotEqual(p.returncode, 0, f"collector without CAP_{cap} did not fail:\n{out}")
+                self.assertLess(took, 30)
+                # Clear = says which capability is missing, not only which are needed.
+                self.assertRegex(out, re.compile(rf"missing[^\n]*\bCAP_{cap}\b", re.I),
+                                 f"the error does not name the missing capability:\n{out}")
+                print(f"\nwithout CAP_{cap}: exit {p.returncode}: {out.strip().splitlines()[-1]}",
+                      file=sys.stderr)
+
+
+if __name__ == "__main__":
+    require_tools(["podman", "runc", "helm", "node", "k8s-schemas", "ip", "curl"], need_root=True)
+    unittest.main()
