@@ -1,0 +1,110 @@
+// kill_path: what the enforcer's kill costs, step by step, against a bare kill(2). For
+// each of --count victims (cnb-victim, started and left to settle), times one of:
+//   bare:   kill(pid, SIGKILL)                              (what the floor does)
+//   pidfd:  PidfdKiller::open (pidfd_open, /proc/<pid>/stat start-time check,
+//           pidfd_send_signal(0)) then Target::kill (pidfd_send_signal(SIGKILL))
+// and, in pidfd mode, each part alone: pidfd_open, ProcReader::stat, the liveness check.
+// Victims alternate between the modes. Prints one JSON line per mode with p50/p99 in ns.
+//
+//   kill_path --victim PATH [--count 400]
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "cryptnono/clock.h"
+#include "cryptnono/enforcer/killer.h"
+#include "cryptnono/proc.h"
+
+extern char** environ;
+
+namespace {
+
+uint64_t now() { return cryptnono::clock_ns(CLOCK_MONOTONIC); }
+
+double pct(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5))];
+}
+
+pid_t spawn(const std::string& victim) {
+  std::string a0 = victim;
+  char* args[] = {a0.data(), nullptr};
+  pid_t pid = 0;
+  if (posix_spawn(&pid, victim.c_str(), nullptr, nullptr, args, environ) != 0) return -1;
+  return pid;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string victim;
+  int count = 400;
+  CLI::App app{"Times the enforcer's kill path against a bare kill(2)"};
+  app.add_option("--victim", victim, "Program to start and kill")->required();
+  app.add_option("--count", count, "Victims")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  cryptnono::ProcReader proc("/proc");
+  const uint64_t hz = cryptnono::clock_ticks_per_second();
+  cryptnono::enforcer::PidfdKiller killer(proc, getpid());
+  std::map<std::string, std::vector<double>> t;
+  for (int i = 0; i < count; ++i) {
+    pid_t pid = spawn(victim);
+    if (pid < 0) return 1;
+    // Let it reach pause(): the kill then lands on a sleeping process, as at idle.
+    timespec ts{0, 5'000'000};
+    nanosleep(&ts, nullptr);
+    auto st = proc.stat(pid);
+    if (!st) return 1;
+    uint64_t start_ns = st->start_ticks * (1'000'000'000ull / hz);
+    if (i % 2 == 0) {
+      uint64_t a = now();
+      ::kill(pid, SIGKILL);
+      t["bare_kill"].push_back(static_cast<double>(now() - a));
+    } else {
+      // The parts alone, on this same victim, before the real sequence.
+      uint64_t a = now();
+      int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+      uint64_t b = now();
+      auto st2 = proc.stat(pid);
+      uint64_t c = now();
+      ::syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0);
+      uint64_t d = now();
+      ::close(fd);
+      t["part_pidfd_open"].push_back(static_cast<double>(b - a));
+      t["part_proc_stat"].push_back(static_cast<double>(c - b));
+      t["part_alive_check"].push_back(static_cast<double>(d - c));
+      (void)st2;
+      uint64_t e = now();
+      auto opened = killer.open(pid, start_ns);
+      uint64_t f = now();
+      if (opened.outcome.status != cryptnono::enforcer::KillStatus::kOk) {
+        std::fprintf(stderr, "kill_path: open: %s\n", opened.outcome.reason.c_str());
+        ::kill(pid, SIGKILL);
+      } else {
+        opened.target->kill();
+      }
+      uint64_t g = now();
+      t["enforcer_open"].push_back(static_cast<double>(f - e));
+      t["enforcer_kill"].push_back(static_cast<double>(g - f));
+      t["enforcer_total"].push_back(static_cast<double>(g - e));
+    }
+    waitpid(pid, nullptr, 0);
+  }
+  for (const auto& [k, v] : t)
+    std::printf("{\"what\": \"kill-path\", \"step\": \"%s\", \"n\": %zu, \"p50_ns\": %.0f, \"p99_ns\": %.0f}\n",
+                k.c_str(), v.size(), pct(v, 0.5), pct(v, 0.99));
+  return 0;
+}
