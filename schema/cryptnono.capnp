@@ -1,6 +1,6 @@
 @0x8df6d170fd4dc308;
 # The one contract between the stages of the pipeline. Every ZeroMQ message is two
-# frames: a topic ("exec", "decision", "stats", later "fpu", "connect") and one
+# frames: a topic ("exec", "decision", "stats", "fpu", "connect") and one
 # Envelope. Evolve only by adding fields (Cap'n Proto keeps old readers working).
 #
 # Times: every *BootNs field is CLOCK_BOOTTIME in nanoseconds (what the kernel's
@@ -20,6 +20,8 @@ struct Envelope {
     exec @6 :ExecEvent;
     decision @7 :Decision;
     stats @8 :Stats;
+    fpu @9 :FpuEvent;
+    connect @10 :ConnectEvent;
   }
 }
 
@@ -72,6 +74,58 @@ struct Decision {
   decidedBootNs @10 :UInt64;  # when matching finished
   killedBootNs @11 :UInt64;   # when SIGKILL was sent (0 if not sent)
   configGeneration @12 :UInt64;
+  # Set by the detectors that judge something else than an exec (monero, flowkiller).
+  # `event` then carries the identity of the process (pid, tgid, ppid, uid, start time,
+  # comm, cgroup, argv read from /proc when it could be) with execBootNs = 0.
+  fpu @13 :FpuEvent;          # monero: the probe's event that crossed the threshold
+  connect @14 :ConnectEvent;  # flowkiller: the connect that was judged
+  rule @15 :Text;             # flowkiller: "banned" or "fanout"; monero: "rounding-mode"
+  uniqueDestinations @16 :UInt32;  # flowkiller fan-out: distinct public (address, port) in the window
+}
+
+# monero: a process whose saved FPU state kept a non-default MXCSR rounding mode at
+# `count` context switches (RandomX switches rounding modes all the time; ordinary
+# programs almost never leave the default). One event per process identity, published
+# when the count reaches the probe's threshold.
+struct FpuEvent {
+  pid @0 :UInt32;            # thread that was switched out
+  tgid @1 :UInt32;
+  ppid @2 :UInt32;
+  uid @3 :UInt32;
+  startBootNs @4 :UInt64;    # start time of the thread group leader: the process identity
+  comm @5 :Text;
+  cgroupId @6 :UInt64;
+  cgroupName @7 :Text;
+  mxcsr @8 :UInt32;          # MXCSR at the switch that crossed the threshold
+  count @9 :UInt32;          # switches seen with a non-default rounding mode
+  threshold @10 :UInt32;     # the probe's threshold (count == threshold when published)
+  firstBootNs @11 :UInt64;   # first switch with a non-default rounding mode
+  eventBootNs @12 :UInt64;   # the switch that crossed the threshold
+  cpu @13 :UInt32;
+}
+
+enum AddressFamily {
+  ipv4 @0;
+  ipv6 @1;
+}
+
+# tcpflowkiller: one outgoing TCP connection attempt (a socket entering SYN_SENT).
+struct ConnectEvent {
+  pid @0 :UInt32;
+  tgid @1 :UInt32;
+  ppid @2 :UInt32;
+  uid @3 :UInt32;
+  startBootNs @4 :UInt64;    # start time of the thread group leader: the process identity
+  comm @5 :Text;
+  cgroupId @6 :UInt64;
+  cgroupName @7 :Text;
+  family @8 :AddressFamily;
+  destination @9 :Data;      # 4 or 16 bytes, network order
+  destinationPort @10 :UInt16;
+  sourceAddress @11 :Data;   # 4 or 16 bytes (often unset: 0.0.0.0 / :: before bind)
+  sourcePort @12 :UInt16;
+  eventBootNs @13 :UInt64;
+  cpu @14 :UInt32;
 }
 
 struct Counter {

@@ -30,6 +30,8 @@ namespace topic {
 inline constexpr std::string_view kExec = "exec";
 inline constexpr std::string_view kDecision = "decision";
 inline constexpr std::string_view kStats = "stats";
+inline constexpr std::string_view kFpu = "fpu";          // monero probe (FpuEvent)
+inline constexpr std::string_view kConnect = "connect";  // tcp connect probe (ConnectEvent)
 }  // namespace topic
 
 // Creates the directory of an ipc:// endpoint (mode 0700 when it has to be made) so the
