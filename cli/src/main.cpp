@@ -1,5 +1,5 @@
-// cryptnono: operator tools for the pipeline. Subcommands: tail (check and replay come
-// later, each its own subcommand).
+// cryptnono: operator tools for the pipeline. Subcommands: tail, keygen (check and replay
+// come later, each its own subcommand).
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -11,17 +11,24 @@
 #include <CLI/CLI.hpp>
 
 #include "cryptnono/cli/tail.h"
+#include "cryptnono/curve_cli.h"
 #include "cryptnono/fd.h"
 #include "cryptnono/log.h"
 
 namespace {
 
-int run_tail_command(const cryptnono::cli::TailConfig& config) {
+int run_tail_command(cryptnono::cli::TailConfig& config, const cryptnono::CurveOptions& curve) {
   using namespace cryptnono::cli;
   if (auto ok = validate(config); !ok) {
     std::fprintf(stderr, "cryptnono tail: %s\n", ok.error().message.c_str());
     return kTailExitUsage;
   }
+  auto security = curve.load();
+  if (!security) {
+    std::fprintf(stderr, "cryptnono tail: %s\n", security.error().message.c_str());
+    return kTailExitUsage;
+  }
+  config.security = std::move(*security);
   // Blocked before ZeroMQ starts its threads, so SIGINT/SIGTERM only reach the signalfd.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -62,14 +69,23 @@ int main(int argc, char** argv) {
   tail->add_option("endpoints", tail_config.endpoints,
                    "Endpoint(s) of collector/enforcer publishers, e.g. ipc:///run/cryptnono/execwhacker.sock")
       ->required();
-  tail->add_option("--topic", tail_config.topics, "Only this topic (repeatable): exec, decision, stats; default all");
+  tail->add_option("--topic", tail_config.topics, "Only this topic (repeatable): exec, fpu, connect, decision, stats; default all");
   tail->add_option("--count", tail_config.count, "Stop after N messages (0: no limit)")->capture_default_str();
   tail->add_option("--timeout", tail_config.timeout_seconds,
                    "Stop after SEC seconds without a message (0: never)")
       ->capture_default_str();
+  cryptnono::CurveOptions tail_curve;
+  cryptnono::add_curve_options(*tail, tail_curve);
   tail->footer(
       "Exit codes: 0 done (--count reached, SIGINT/SIGTERM, or --timeout after >= 1 message); "
       "1 runtime error; 2 bad command line; 3 --timeout passed with no message at all.");
+
+  std::string keygen_path;
+  auto* keygen = app.add_subcommand("keygen",
+                                    "Make a CurveZMQ key pair for tcp:// endpoints: PATH.key (secret, 0600) and "
+                                    "PATH.pub (public, 0644)");
+  keygen->add_option("path", keygen_path, "Path prefix of the two files, e.g. /etc/cryptnono/keys/forensics")
+      ->required();
 
   try {
     app.parse(argc, argv);
@@ -77,6 +93,16 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : cryptnono::cli::kTailExitUsage;
   }
-  if (*tail) return run_tail_command(tail_config);
+  if (*tail) return run_tail_command(tail_config, tail_curve);
+  if (*keygen) {
+    auto keys = cryptnono::cli::write_key_pair(keygen_path);
+    if (!keys) {
+      std::fprintf(stderr, "cryptnono keygen: %s\n", keys.error().message.c_str());
+      return 1;
+    }
+    std::printf("wrote %s.key (secret) and %s.pub (public key %s)\n", keygen_path.c_str(), keygen_path.c_str(),
+                keys->public_key.c_str());
+    return 0;
+  }
   return cryptnono::cli::kTailExitUsage;
 }

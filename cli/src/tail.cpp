@@ -1,15 +1,19 @@
 #include "cryptnono/cli/tail.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string_view>
 
 #include <kj/exception.h>
 
+#include "cryptnono/fd.h"
 #include "cryptnono/json_view.h"
 #include "cryptnono/transport.h"
 
@@ -55,7 +59,7 @@ Result<TailOutcome> run_tail(const TailConfig& config, zmq::context_t& ctx, int 
   // ZeroMQ subscriptions are prefixes: "" is every topic. Named topics are also matched
   // exactly below, so --topic stats does not print a "statsfoo" topic.
   std::vector<std::string> subscriptions = config.topics.empty() ? std::vector<std::string>{""} : config.topics;
-  auto sub = Subscriber::connect(ctx, config.endpoints, subscriptions);
+  auto sub = Subscriber::connect(ctx, config.endpoints, subscriptions, 100'000, &config.security);
   if (!sub) return tl::unexpected(sub.error());
 
   const bool has_timeout = config.timeout_seconds > 0;
@@ -126,6 +130,29 @@ Result<TailOutcome> run_tail(const TailConfig& config, zmq::context_t& ctx, int 
 int tail_exit_code(const TailOutcome& outcome) {
   if (outcome.end == TailEnd::kTimeout && outcome.printed == 0) return kTailExitNothing;
   return kTailExitOk;
+}
+
+}  // namespace cryptnono::cli
+
+namespace cryptnono::cli {
+
+Result<CurveKeyPair> write_key_pair(const std::string& path_prefix) {
+  auto keys = generate_curve_key_pair();
+  if (!keys) return keys;
+  auto write = [](const std::string& path, const std::string& text, mode_t mode) -> Result<void> {
+    // O_EXCL: never replace a key someone already distributed.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) return fail(path + ": " + std::strerror(errno));
+    UniqueFd owned(fd);
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+      return fail(path + ": write failed: " + std::strerror(errno));
+    return {};
+  };
+  if (auto ok = write(path_prefix + ".key", format_curve_key_file(*keys, true), 0600); !ok)
+    return tl::unexpected(ok.error());
+  if (auto ok = write(path_prefix + ".pub", format_curve_key_file(*keys, false), 0644); !ok)
+    return tl::unexpected(ok.error());
+  return keys;
 }
 
 }  // namespace cryptnono::cli

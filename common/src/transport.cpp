@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -62,29 +63,77 @@ Result<void> prepare_endpoint(const std::string& endpoint) {
   return {};
 }
 
-Result<std::unique_ptr<Publisher>> Publisher::bind(zmq::context_t& ctx, const std::string& endpoint, std::string node,
-                                                   std::string kind, std::string name, int send_hwm) {
+namespace {
+
+bool is_tcp(const std::string& endpoint) { return endpoint.rfind("tcp://", 0) == 0; }
+
+}  // namespace
+
+Result<std::string> Publisher::bind_endpoint(zmq::context_t& ctx, zmq::socket_t& socket, const std::string& endpoint,
+                                      const TransportSecurity* security, std::unique_ptr<ZapHandler>& zap) {
   if (auto ok = prepare_endpoint(endpoint); !ok) return tl::unexpected(ok.error());
+  bool curve = is_tcp(endpoint);
+  if (curve) {
+    if (!security || !security->keys || security->keys->secret_key.empty())
+      return fail("cannot bind " + endpoint +
+                  ": a tcp:// endpoint needs CurveZMQ (--curve-keys with this program's key pair, and "
+                  "--curve-authorized with the clients allowed in); ipc:// needs neither");
+    if (security->authorized.empty())
+      return fail("cannot bind " + endpoint + ": no authorized client keys (--curve-authorized): nobody could connect");
+  }
+  try {
+    if (curve) {
+      // The authenticator must answer before the first handshake: started before bind.
+      if (!zap) {
+        auto started = ZapHandler::start(ctx, security->authorized);
+        if (!started) return tl::unexpected(started.error());
+        zap = std::move(*started);
+      }
+      socket.set(zmq::sockopt::curve_server, 1);
+      socket.set(zmq::sockopt::curve_secretkey, security->keys->secret_key);
+      socket.set(zmq::sockopt::zap_domain, "cryptnono");
+    }
+    socket.bind(endpoint);
+    // Socket options are copied into a listener when it binds: switching CurveZMQ off
+    // again leaves this endpoint encrypted and a later ipc:// bind plain.
+    if (curve) socket.set(zmq::sockopt::curve_server, 0);
+  } catch (const zmq::error_t& e) {
+    return fail("cannot bind " + endpoint + ": " + e.what());
+  }
+  // ZeroMQ creates the socket file with the umask's mode (0755 under the usual 022),
+  // and connecting to a unix socket needs write permission on it. Owner and group may
+  // connect: in the Helm chart the shared socket directory belongs to the pod's
+  // fsGroup (setgid), so the non-root exporter reaches the root-uid stages' sockets.
+  // Others get nothing, whatever the umask.
+  auto bound = socket.get(zmq::sockopt::last_endpoint);  // resolves "ipc://*"
+  if (auto path = ipc_socket_path(bound); !path.empty() && chmod(path.c_str(), 0660) != 0)
+    return fail("cannot set permissions of " + path + ": " + std::strerror(errno));
+  return bound;
+}
+
+Result<std::unique_ptr<Publisher>> Publisher::bind(zmq::context_t& ctx, const std::string& endpoint, std::string node,
+                                                   std::string kind, std::string name, int send_hwm,
+                                                   const TransportSecurity* security) {
   try {
     // XPUB behaves as PUB for sending; it also lets us see subscriptions when asked to.
     zmq::socket_t socket(ctx, zmq::socket_type::xpub);
     socket.set(zmq::sockopt::sndhwm, send_hwm);
     socket.set(zmq::sockopt::linger, 0);
-    socket.bind(endpoint);
-    // ZeroMQ creates the socket file with the umask's mode (0755 under the usual 022),
-    // and connecting to a unix socket needs write permission on it. Owner and group may
-    // connect: in the Helm chart the shared socket directory belongs to the pod's
-    // fsGroup (setgid), so the non-root exporter reaches the root-uid stages' sockets.
-    // Others get nothing, whatever the umask.
-    auto bound = socket.get(zmq::sockopt::last_endpoint);  // resolves "ipc://*"
-    if (auto path = ipc_socket_path(bound); !path.empty() && chmod(path.c_str(), 0660) != 0)
-      return fail("cannot set permissions of " + path + ": " + std::strerror(errno));
+    std::unique_ptr<ZapHandler> zap;
+    if (auto ok = bind_endpoint(ctx, socket, endpoint, security, zap); !ok) return tl::unexpected(ok.error());
     std::string id = kind + "/" + name + "/" + random_hex(8);
-    return std::unique_ptr<Publisher>(
+    auto publisher = std::unique_ptr<Publisher>(
         new Publisher(std::move(socket), endpoint, std::move(node), std::move(kind), std::move(id)));
+    publisher->ctx_ = &ctx;
+    publisher->zap_ = std::move(zap);
+    return publisher;
   } catch (const zmq::error_t& e) {
     return fail("cannot bind " + endpoint + ": " + e.what());
   }
+}
+
+Result<std::string> Publisher::add_endpoint(const std::string& endpoint, const TransportSecurity* security) {
+  return bind_endpoint(*ctx_, socket_, endpoint, security, zap_);
 }
 
 Publisher::Publisher(zmq::socket_t socket, std::string endpoint, std::string node, std::string kind, std::string id)
@@ -154,6 +203,28 @@ bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message) {
   }
 }
 
+bool Received::assign(std::string_view topic, const void* payload, size_t size) {
+  reader_.reset();
+  size_words_ = 0;
+  if (topic.data() != topic_.data()) topic_.assign(topic);
+  if (size == 0 || size % sizeof(capnp::word) != 0) return false;
+  // Copied into word-aligned storage: ZeroMQ frames carry no alignment guarantee.
+  size_t words = size / sizeof(capnp::word);
+  if (words > capacity_words_) {
+    words_.reset(new capnp::word[words]);
+    capacity_words_ = words;
+  }
+  std::memcpy(static_cast<void*>(words_.get()), payload, size);
+  size_words_ = words;
+  try {
+    reader_.emplace(kj::arrayPtr(words_.get(), size_words_), wire_reader_options());
+  } catch (const kj::Exception&) {
+    reader_.reset();
+    return false;
+  }
+  return true;
+}
+
 Result<schema::Envelope::Reader> Received::envelope() {
   if (!reader_) return fail("no message");
   try {
@@ -164,9 +235,21 @@ Result<schema::Envelope::Reader> Received::envelope() {
 }
 
 Result<std::unique_ptr<Subscriber>> Subscriber::connect(zmq::context_t& ctx, const std::vector<std::string>& endpoints,
-                                                        const std::vector<std::string>& topics, int receive_hwm) {
+                                                        const std::vector<std::string>& topics, int receive_hwm,
+                                                        const TransportSecurity* security) {
+  size_t tcp = static_cast<size_t>(std::count_if(endpoints.begin(), endpoints.end(), is_tcp));
+  if (tcp > 0 && tcp != endpoints.size())
+    return fail("cannot mix tcp:// (CurveZMQ) and other endpoints in one subscriber");
+  if (tcp > 0 && (!security || !security->keys || security->keys->secret_key.empty() || security->server_key.empty()))
+    return fail("connecting to a tcp:// endpoint needs CurveZMQ: --curve-keys (this program's key pair) and "
+                "--curve-server-key (the publisher's public key)");
   try {
     zmq::socket_t socket(ctx, zmq::socket_type::sub);
+    if (tcp > 0) {
+      socket.set(zmq::sockopt::curve_serverkey, security->server_key);
+      socket.set(zmq::sockopt::curve_publickey, security->keys->public_key);
+      socket.set(zmq::sockopt::curve_secretkey, security->keys->secret_key);
+    }
     socket.set(zmq::sockopt::rcvhwm, receive_hwm);
     socket.set(zmq::sockopt::linger, 0);
     // Reconnect quickly when a stage (re)starts: 10 ms, backing off to 1 s.
@@ -208,17 +291,7 @@ bool Subscriber::try_receive(Received& out) {
       more = frame_.more();
       if (parts == 2) payload.move(frame_);
     }
-    if (!ok || parts != 2 || payload.size() == 0 || payload.size() % sizeof(capnp::word) != 0) {
-      ++malformed_;
-      continue;
-    }
-    // Copy into word-aligned storage: ZeroMQ frames carry no alignment guarantee.
-    out.words_.resize(payload.size() / sizeof(capnp::word));
-    std::memcpy(out.words_.data(), payload.data(), payload.size());
-    out.reader_.reset();
-    try {
-      out.reader_.emplace(kj::arrayPtr(out.words_.data(), out.words_.size()), wire_reader_options());
-    } catch (const kj::Exception&) {
+    if (!ok || parts != 2 || !out.assign(out.topic_, payload.data(), payload.size())) {
       ++malformed_;
       continue;
     }

@@ -73,6 +73,7 @@ class Pipeline:
         self.enforcer_ep = f"ipc://{self.dir}/execwhacker.sock"
         self.procs = {}
         self.files = {}
+        self.argv = {}
         self._start("collector", [f"{BIN}/cryptnono-collector", "--bind", self.collector_ep,
                                   "--stats-interval", "1", *collector_args])
         config_args = [a for c in configs for a in ("--config", c)]
@@ -83,10 +84,32 @@ class Pipeline:
         self.wait_ready()
 
     def _start(self, name, argv):
-        out = open(os.path.join(self.dir, f"{name}.out"), "wb")
-        err = open(os.path.join(self.dir, f"{name}.err"), "wb")
+        # Appending: a restarted stage keeps its earlier output in the same files.
+        out = open(os.path.join(self.dir, f"{name}.out"), "ab")
+        err = open(os.path.join(self.dir, f"{name}.err"), "ab")
+        if name in self.files:
+            for f in self.files[name]:
+                f.close()
         self.files[name] = (out, err)
+        self.argv[name] = argv
         self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=err)
+
+    def kill(self, name, sig=signal.SIGKILL):
+        """Kills one stage the hard way (no clean shutdown) and reaps it."""
+        p = self.procs[name]
+        p.send_signal(sig)
+        return p.wait(timeout=10)
+
+    def restart(self, name):
+        """Starts a stage again with the argv it had (after kill())."""
+        self._start(name, self.argv[name])
+
+    def rss_kib(self, name):
+        with open(f"/proc/{self.procs[name].pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for {name}")
 
     def log(self, name, stream="err"):
         with open(os.path.join(self.dir, f"{name}.{stream}"), "rb") as f:

@@ -14,6 +14,9 @@
 #include "cryptnono/proc.h"
 #include "cryptnono/transport.h"
 
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
 namespace cryptnono {
 namespace {
 
@@ -152,6 +155,33 @@ TEST(Proc, ParsesCommWithParenthesesAndSpacesFromFixture) {
   EXPECT_EQ(*cg, "/kubepods.slice/a.slice/cri-containerd-ff.scope");
   EXPECT_EQ(cgroup_tail(*cg, 2), "a.slice/cri-containerd-ff.scope");
   std::filesystem::remove_all(dir);
+}
+
+TEST(Received, AssignDecodesWhatThePublisherBuiltAndRefusesGarbage) {
+  capnp::MallocMessageBuilder builder;
+  auto env = builder.initRoot<schema::Envelope>();
+  env.setNode("node-b");
+  env.setSequence(42);
+  env.getBody().initExec().setPid(1234);
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+
+  Received got;
+  ASSERT_TRUE(got.assign("exec", bytes.begin(), bytes.size()));
+  EXPECT_EQ(got.topic(), "exec");
+  auto decoded = got.envelope();
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(decoded->getSequence(), 42u);
+  EXPECT_EQ(decoded->getBody().getExec().getPid(), 1234u);
+
+  // Not whole words, empty, and a segment table claiming more than the bytes hold: each is
+  // refused, and the previous message is gone (envelope() fails rather than serving it).
+  EXPECT_FALSE(got.assign("exec", bytes.begin(), bytes.size() - 1));
+  EXPECT_FALSE(got.envelope());
+  EXPECT_FALSE(got.assign("exec", bytes.begin(), 0));
+  const uint32_t lying_table[2] = {0, 1'000'000};  // one segment of a million words
+  EXPECT_FALSE(got.assign("exec", lying_table, sizeof lying_table));
+  EXPECT_FALSE(got.envelope());
 }
 
 TEST(Clock, FormatsTimestampLikeCryptnono) {

@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 
 #include "cryptnono.capnp.h"
+#include "cryptnono/curve.h"
 #include "cryptnono/result.h"
 
 namespace cryptnono {
@@ -41,9 +42,26 @@ Result<void> prepare_endpoint(const std::string& endpoint);
 class Publisher {
  public:
   // kind: "collector", "enforcer"; name: the stage or detector ("collector", "execwhacker").
+  //
+  // A tcp:// endpoint needs `security` with this stage's key pair and at least one
+  // authorized client key (see curve.h): it is then CurveZMQ-encrypted and only those
+  // clients get a handshake. Without them a tcp:// endpoint is refused. ipc:// endpoints
+  // never use CurveZMQ (their directory and file modes decide who connects).
+  //
+  // send_hwm bounds what is queued for each subscriber (in messages: ZeroMQ counts no
+  // bytes); beyond it, messages to that subscriber are dropped and it sees a sequence gap.
   static Result<std::unique_ptr<Publisher>> bind(zmq::context_t& ctx, const std::string& endpoint,
                                                  std::string node, std::string kind, std::string name,
-                                                 int send_hwm = 100'000);
+                                                 int send_hwm = kDefaultSendHwm,
+                                                 const TransportSecurity* security = nullptr);
+  static constexpr int kDefaultSendHwm = 10'000;
+  // Binds one more endpoint (e.g. a tcp:// one for remote subscribers next to the pod's
+  // ipc:// one), with the same rules as bind(). Returns the endpoint as bound (a "*" port
+  // resolved to the real one).
+  Result<std::string> add_endpoint(const std::string& endpoint, const TransportSecurity* security);
+  // CurveZMQ handshakes refused (unknown client key) on this publisher's tcp:// endpoints.
+  uint64_t curve_denied() const { return zap_ ? zap_->denied() : 0; }
+  uint64_t curve_accepted() const { return zap_ ? zap_->accepted() : 0; }
 
   // Turns on subscription tracking (an XPUB socket with every subscription reported, not
   // only the first per topic). Must be called before the first send. The collector uses
@@ -70,7 +88,11 @@ class Publisher {
 
  private:
   Publisher(zmq::socket_t socket, std::string endpoint, std::string node, std::string kind, std::string id);
+  static Result<std::string> bind_endpoint(zmq::context_t& ctx, zmq::socket_t& socket, const std::string& endpoint,
+                                    const TransportSecurity* security, std::unique_ptr<ZapHandler>& zap);
 
+  zmq::context_t* ctx_ = nullptr;
+  std::unique_ptr<ZapHandler> zap_;  // declared before socket_: outlives it
   zmq::socket_t socket_;
   bool xpub_ = false;
   std::string endpoint_;
@@ -86,22 +108,35 @@ class Publisher {
 class Received {
  public:
   std::string_view topic() const { return topic_; }
-  size_t payload_bytes() const { return words_.size() * sizeof(capnp::word); }
+  size_t payload_bytes() const { return size_words_ * sizeof(capnp::word); }
   // Decodes the envelope. Cap'n Proto readers are lazy: a malformed message can still throw
   // kj::Exception while fields are read, so callers wrap their handling in try/catch.
   Result<schema::Envelope::Reader> envelope();
+  // Takes one message's bytes as if received (copies them; used by the subscriber, and by
+  // fuzzers and replay tools that decode exactly what the wire path decodes). Returns
+  // false when the payload is empty, not whole words, or has no valid segment table; the
+  // message is then empty and envelope() fails.
+  bool assign(std::string_view topic, const void* payload, size_t size);
 
  private:
   friend class Subscriber;
   std::string topic_;
-  std::vector<capnp::word> words_;
+  // Word-aligned copy of the payload, grown as needed and reused (capnp::word is not
+  // copyable, so no std::vector: libc++/clang refuse to instantiate one).
+  std::unique_ptr<capnp::word[]> words_;
+  size_t capacity_words_ = 0;
+  size_t size_words_ = 0;
   std::optional<capnp::FlatArrayMessageReader> reader_;
 };
 
 class Subscriber {
  public:
+  // tcp:// endpoints need `security` with this program's key pair and the publisher's
+  // public key (CurveZMQ); they cannot be mixed with ipc:// ones in one Subscriber
+  // (CurveZMQ is a property of the socket).
   static Result<std::unique_ptr<Subscriber>> connect(zmq::context_t& ctx, const std::vector<std::string>& endpoints,
-                                                     const std::vector<std::string>& topics, int receive_hwm = 100'000);
+                                                     const std::vector<std::string>& topics, int receive_hwm = 100'000,
+                                                     const TransportSecurity* security = nullptr);
 
   enum class Wait { kMessage, kFd, kTimeout };
   // Blocks until a message is queued or `extra_fd` (if >= 0) is readable, or timeout_ms

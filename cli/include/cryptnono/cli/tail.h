@@ -19,6 +19,7 @@
 #include <spdlog/logger.h>
 #include <zmq.hpp>
 
+#include "cryptnono/curve.h"
 #include "cryptnono/result.h"
 
 namespace cryptnono::cli {
@@ -28,6 +29,7 @@ struct TailConfig {
   std::vector<std::string> topics;  // exact topic names; empty: every topic
   uint64_t count = 0;               // stop after this many messages; 0: no limit
   double timeout_seconds = 0;       // stop after this long without a message; 0: never
+  TransportSecurity security;       // CurveZMQ keys for tcp:// endpoints
 };
 
 enum class TailEnd { kCount, kSignal, kTimeout };
@@ -50,5 +52,9 @@ Result<TailOutcome> run_tail(const TailConfig& config, zmq::context_t& ctx, int 
                              spdlog::logger& logger);
 
 int tail_exit_code(const TailOutcome& outcome);
+
+// `cryptnono keygen PATH`: writes a new CurveZMQ key pair to PATH.key (mode 0600: the
+// secret) and PATH.pub (mode 0644: give it to the peer). Refuses to overwrite.
+Result<CurveKeyPair> write_key_pair(const std::string& path_prefix);
 
 }  // namespace cryptnono::cli
