@@ -18,6 +18,12 @@
 
 #include "core_fixes.bpf.h"
 #include "exec_event.h"
+#include "task.bpf.h"
+
+/* The cgroup reader (task.bpf.h) writes up to TASK_CGROUP_SCRATCH bytes at the start of
+ * data and returns < TASK_CGROUP_CAP; the filename offset below relies on both. */
+_Static_assert(EXEC_CGROUP_CAP == TASK_CGROUP_CAP, "one cgroup bound for every probe");
+_Static_assert(EXEC_DATA_CAP >= TASK_CGROUP_SCRATCH, "cgroup reads stay in the slot");
 
 /* GPL-compatible: bpf_probe_read_* and bpf_get_current_task are GPL-only helpers. */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -77,53 +83,6 @@ static __always_inline __u32 task_pid_ns_inum(struct task_struct *task)
 	if (bpf_probe_read_kernel(&upid, sizeof(upid), numbers + (__u64)(level & 63) * sizeof(struct upid)))
 		return 0;
 	return BPF_CORE_READ(upid.ns, ns.inum);
-}
-
-/* Writes the last EXEC_CGROUP_DEPTH components of the task's cgroup v2 path
- * (task->cgroups->dfl_cgrp, the hierarchy bpf_get_current_cgroup_id() names),
- * "/"-joined, to data[0..]; returns the length, < EXEC_CGROUP_CAP. Kernfs node
- * names are read leaf-first and written top-first. */
-static __always_inline __u32 read_cgroup_name(struct task_struct *task, char *data)
-{
-	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
-	const char *names[EXEC_CGROUP_DEPTH] = {};
-	int depth = 0;
-	__u32 off = 0;
-
-#pragma unroll
-	for (int i = 0; i < EXEC_CGROUP_DEPTH; i++) {
-		struct kernfs_node *parent;
-
-		if (!kn)
-			break;
-		parent = kernfs_parent(kn);
-		/* The root has no parent and an empty name: not a path component. */
-		if (!parent)
-			break;
-		names[i] = BPF_CORE_READ(kn, name);
-		depth++;
-		kn = parent;
-	}
-
-#pragma unroll
-	for (int j = 0; j < EXEC_CGROUP_DEPTH; j++) {
-		int i = EXEC_CGROUP_DEPTH - 1 - j;
-		long n;
-
-		if (i >= depth)
-			continue;
-		/* off <= 3 * 256 here (earlier names are <= 255 bytes plus '/'), so the
-		 * EXEC_CGROUP_CAP - 1 mask never changes it; it proves to the verifier that
-		 * the write of up to EXEC_CGROUP_NAME_MAX bytes stays in the slot. */
-		n = bpf_probe_read_kernel_str(data + (off & (EXEC_CGROUP_CAP - 1)), EXEC_CGROUP_NAME_MAX, names[i]);
-		if (n <= 1)
-			continue;
-		off += n - 1;
-		data[off & (EXEC_CGROUP_CAP - 1)] = '/';
-		off++;
-	}
-	/* Drop the trailing '/'; the result is <= 4 * 255 + 3 = 1023. */
-	return off ? (off - 1) & (EXEC_CGROUP_CAP - 1) : 0;
 }
 
 static __always_inline int handle_exec(struct task_struct *task, const char *filename, __u32 flags)

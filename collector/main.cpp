@@ -1,6 +1,8 @@
-// cryptnono-collector: loads the exec probe, publishes every exec (and every process a
-// /proc sweep finds) on a ZeroMQ PUB socket, and decides nothing. Capabilities are
-// needed only to load and attach: all of them are dropped before the event loop.
+// cryptnono-collector: loads the exec probe (and, unless --probes leaves them out, the
+// monero (fpu) and connect probes), publishes every exec (and every process a /proc
+// sweep finds), every process seen with a non-default FPU rounding mode and every TCP
+// connect on a ZeroMQ PUB socket, and decides nothing. Capabilities are needed only to
+// load and attach: all of them are dropped before the event loop.
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "cryptnono/collector/config.h"
 #include "cryptnono/collector/exec_source.h"
 #include "cryptnono/collector/fd.h"
+#include "cryptnono/collector/probe_sources.h"
 #include "cryptnono/collector/sweeper.h"
 #include "cryptnono/log.h"
 #include "cryptnono/proc.h"
@@ -88,6 +91,30 @@ int main(int argc, char** argv) {
   logger->info("exec probe attached ({}), max_args_bytes={} ringbuf_bytes={}", (*source)->attach_mode(),
                config.max_args_bytes, config.ringbuf_bytes);
 
+  // The optional probes load now too: nothing can be loaded once the capabilities are
+  // gone. A probe that cannot load (not x86, no such tracepoint, an old kernel) costs
+  // one line, and the collector goes on without it.
+  std::unique_ptr<FpuSource> fpu;
+  if (config.wants("fpu")) {
+    FpuSourceOptions fpu_options;
+    fpu_options.threshold = config.fpu_threshold;
+    if (auto opened = FpuSource::open(fpu_options, logger); opened) {
+      fpu = std::move(*opened);
+      logger->info("monero probe attached ({}), threshold={}", fpu->attach_mode(), fpu->threshold());
+    } else {
+      logger->warn("monero probe not loaded: {}", opened.error().message);
+    }
+  }
+  std::unique_ptr<ConnectSource> connect;
+  if (config.wants("connect")) {
+    if (auto opened = ConnectSource::open(ConnectSourceOptions{}, logger); opened) {
+      connect = std::move(*opened);
+      logger->info("connect probe attached ({})", connect->attach_mode());
+    } else {
+      logger->warn("connect probe not loaded: {}", opened.error().message);
+    }
+  }
+
   // Every capability goes before the ZeroMQ context exists: capabilities are per
   // thread, and ZeroMQ's I/O threads would otherwise keep the full set.
   logger->info("capabilities before drop: {}", effective_capabilities());
@@ -110,14 +137,20 @@ int main(int argc, char** argv) {
   Sweeper sweeper(proc, sweep_options);
   Collector collector(**publisher, sweeper, logger);
   (*source)->set_callback([&collector](const ExecRecord& record) { collector.publish(record); });
+  if (fpu) fpu->set_callback([&collector](const FpuRecord& record) { collector.publish(record); });
+  if (connect) connect->set_callback([&collector](const ConnectRecord& record) { collector.publish(record); });
 
   LoopOptions loop;
   loop.stats_interval = config.stats_interval;
   loop.scan_interval = config.scan_interval;
-  if (auto ran = collector.run(**source, signal_fd.get(), loop); !ran) return error_exit(ran.error().message);
+  Probes probes{**source, fpu.get(), connect.get()};
+  if (auto ran = collector.run(probes, signal_fd.get(), loop); !ran) return error_exit(ran.error().message);
   const auto& c = collector.counters();
-  auto k = (*source)->counters();
-  logger->info("stopped: events_bpf={} events_scan={} scans={} kernel_ringbuf_drops={} send_drops={}", c.events_bpf,
-               c.events_scan, c.scans, k.ringbuf_drops, (*publisher)->dropped());
+  auto k = Collector::read_counters(probes);
+  logger->info(
+      "stopped: events_bpf={} events_scan={} scans={} kernel_ringbuf_drops={} events_fpu={} "
+      "kernel_fpu_ringbuf_drops={} events_connect={} kernel_connect_ringbuf_drops={} send_drops={}",
+      c.events_bpf, c.events_scan, c.scans, k.exec.ringbuf_drops, c.events_fpu, k.fpu.ringbuf_drops,
+      c.events_connect, k.connect.ringbuf_drops, (*publisher)->dropped());
   return 0;
 }

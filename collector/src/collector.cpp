@@ -20,7 +20,7 @@ namespace {
 // A maximum-size record plus room for the envelope's text fields (node, publisher id).
 constexpr size_t kFirstSegmentWords = (sizeof(exec_scratch) + 16 * 1024) / sizeof(capnp::word);
 
-enum Source : uint32_t { kRing, kSignal, kStatsTimer, kSweepTimer, kSubscriptions };
+enum Source : uint32_t { kRing, kFpuRing, kConnectRing, kSignal, kStatsTimer, kSweepTimer, kSubscriptions };
 
 Result<UniqueFd> periodic_timer(double seconds) {
   UniqueFd fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
@@ -68,6 +68,22 @@ void Collector::publish(const ExecRecord& record) {
   if (record.truncated()) ++counters_.truncated;
 }
 
+void Collector::publish(const FpuRecord& record) {
+  capnp::MallocMessageBuilder message(first_segment_.asPtr());
+  auto envelope = publisher_.begin(message, topic::kFpu);
+  fill_fpu_event(envelope.getBody().initFpu(), record);
+  publisher_.send(topic::kFpu, message);
+  ++counters_.events_fpu;
+}
+
+void Collector::publish(const ConnectRecord& record) {
+  capnp::MallocMessageBuilder message(first_segment_.asPtr());
+  auto envelope = publisher_.begin(message, topic::kConnect);
+  fill_connect_event(envelope.getBody().initConnect(), record);
+  publisher_.send(topic::kConnect, message);
+  ++counters_.events_connect;
+}
+
 SweepResult Collector::sweep() {
   auto result = sweeper_.sweep([this](const ScannedProcess& p) {
     capnp::MallocMessageBuilder message(first_segment_.asPtr());
@@ -83,14 +99,30 @@ SweepResult Collector::sweep() {
   return result;
 }
 
-void Collector::publish_stats(const KernelCounters& kernel, uint32_t interval_ms) {
-  const std::array<std::pair<const char*, uint64_t>, 7> values = {{
+ProbeCounters Collector::read_counters(const Probes& probes) {
+  ProbeCounters k;
+  k.exec = probes.exec.counters();
+  if (probes.fpu != nullptr) k.fpu = probes.fpu->counters();
+  if (probes.connect != nullptr) k.connect = probes.connect->counters();
+  return k;
+}
+
+void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms) {
+  // Names are part of the contract (the exporter turns each into
+  // cryptnono_collector_<name>_total). The exec probe's keep their original names.
+  const std::array<std::pair<const char*, uint64_t>, 13> values = {{
       {"events_bpf", counters_.events_bpf},
       {"events_scan", counters_.events_scan},
       {"scans", counters_.scans},
-      {"kernel_ringbuf_drops", kernel.ringbuf_drops},
-      {"kernel_argv_read_errors", kernel.argv_read_errors},
+      {"kernel_ringbuf_drops", kernel.exec.ringbuf_drops},
+      {"kernel_argv_read_errors", kernel.exec.argv_read_errors},
       {"truncated", counters_.truncated},
+      {"events_fpu", counters_.events_fpu},
+      {"kernel_fpu_nondefault_switches", kernel.fpu.nondefault},
+      {"kernel_fpu_ringbuf_drops", kernel.fpu.ringbuf_drops},
+      {"kernel_fpu_map_errors", kernel.fpu.map_errors},
+      {"events_connect", counters_.events_connect},
+      {"kernel_connect_ringbuf_drops", kernel.connect.ringbuf_drops},
       // This message's own drop (if any) shows in the next one.
       {"send_drops", publisher_.dropped()},
   }};
@@ -106,7 +138,8 @@ void Collector::publish_stats(const KernelCounters& kernel, uint32_t interval_ms
   publisher_.send(topic::kStats, message);
 }
 
-Result<void> Collector::run(ExecSource& source, int signal_fd, const LoopOptions& options) {
+Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptions& options) {
+  ExecSource& source = probes.exec;
   UniqueFd epfd(epoll_create1(EPOLL_CLOEXEC));
   if (!epfd.valid()) return fail(std::string("epoll_create1: ") + std::strerror(errno));
   auto stats_timer = periodic_timer(options.stats_interval);
@@ -117,14 +150,19 @@ Result<void> Collector::run(ExecSource& source, int signal_fd, const LoopOptions
     if (!t) return tl::unexpected(t.error());
     sweep_timer = std::move(*t);
   }
-  for (auto [fd, source_id] : {std::pair{source.epoll_fd(), kRing}, std::pair{signal_fd, kSignal},
+  // Each probe has its own ring buffer (and epoll fd): a burst of connects cannot crowd
+  // exec records out of their ring.
+  const int fpu_fd = probes.fpu != nullptr ? probes.fpu->epoll_fd() : -1;
+  const int connect_fd = probes.connect != nullptr ? probes.connect->epoll_fd() : -1;
+  for (auto [fd, source_id] : {std::pair{source.epoll_fd(), kRing}, std::pair{fpu_fd, kFpuRing},
+                               std::pair{connect_fd, kConnectRing}, std::pair{signal_fd, kSignal},
                                std::pair{stats_timer->get(), kStatsTimer}, std::pair{sweep_timer.get(), kSweepTimer},
                                std::pair{publisher_.fd(), kSubscriptions}}) {
     if (fd < 0) continue;
     if (auto ok = watch(epfd.get(), fd, source_id); !ok) return ok;
   }
   const auto interval_ms = static_cast<uint32_t>(std::llround(options.stats_interval * 1000));
-  publish_stats(source.counters(), interval_ms);
+  publish_stats(read_counters(probes), interval_ms);
 
   std::array<epoll_event, 8> ready{};
   for (;;) {
@@ -138,18 +176,26 @@ Result<void> Collector::run(ExecSource& source, int signal_fd, const LoopOptions
         case kRing:
           if (auto got = source.consume(); !got) logger_->error("{}", got.error().message);
           break;
+        case kFpuRing:
+          if (auto got = probes.fpu->consume(); !got) logger_->error("{}", got.error().message);
+          break;
+        case kConnectRing:
+          if (auto got = probes.connect->consume(); !got) logger_->error("{}", got.error().message);
+          break;
         case kSignal: {
           signalfd_siginfo info{};
           if (::read(signal_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) break;
           logger_->info("received {}, stopping", strsignal(static_cast<int>(info.ssi_signo)));
           // What the probe already recorded is still worth sending.
           (void)source.consume();
-          publish_stats(source.counters(), interval_ms);
+          if (probes.fpu != nullptr) (void)probes.fpu->consume();
+          if (probes.connect != nullptr) (void)probes.connect->consume();
+          publish_stats(read_counters(probes), interval_ms);
           return {};
         }
         case kStatsTimer:
           drain_timer(stats_timer->get());
-          publish_stats(source.counters(), interval_ms);
+          publish_stats(read_counters(probes), interval_ms);
           break;
         case kSweepTimer:
           drain_timer(sweep_timer.get());

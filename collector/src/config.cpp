@@ -17,6 +17,14 @@ void add_options(CLI::App& app, Config& c) {
                              EXEC_ARGS_MIN, EXEC_ARGS_CAP))
       ->capture_default_str();
   app.add_option("--ringbuf-bytes", c.ringbuf_bytes, "BPF ring buffer size (a power of two)")->capture_default_str();
+  app.add_option("--probes", c.probes, "comma-separated probes to load: exec (required), fpu (monero, x86 only), connect")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--fpu-threshold", c.fpu_threshold,
+                 fmt::format("context switches with a non-default FPU rounding mode before a process is reported "
+                             "on the fpu topic ({}..{})",
+                             FPU_THRESHOLD_MIN, FPU_THRESHOLD_MAX))
+      ->capture_default_str();
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--check", c.check, "validate the flags, print one line and exit");
 }
@@ -35,6 +43,16 @@ Result<void> validate(const Config& c) {
       (c.ringbuf_bytes & (c.ringbuf_bytes - 1)) != 0)
     return fail(fmt::format("--ringbuf-bytes: must be a power of two between {} and {}", kMinRingbufBytes,
                             kMaxRingbufBytes));
+  for (size_t i = 0; i < c.probes.size(); ++i) {
+    bool known_probe = false;
+    for (const char* p : kKnownProbes) known_probe = known_probe || c.probes[i] == p;
+    if (!known_probe) return fail("--probes: unknown probe '" + c.probes[i] + "' (known: exec, fpu, connect)");
+    for (size_t j = 0; j < i; ++j)
+      if (c.probes[j] == c.probes[i]) return fail("--probes: '" + c.probes[i] + "' given twice");
+  }
+  if (!c.wants("exec")) return fail("--probes: exec is required (the enforcer's execwhacker needs it)");
+  if (c.fpu_threshold < FPU_THRESHOLD_MIN || c.fpu_threshold > FPU_THRESHOLD_MAX)
+    return fail(fmt::format("--fpu-threshold: must be between {} and {}", FPU_THRESHOLD_MIN, FPU_THRESHOLD_MAX));
   static constexpr const char* kLevels[] = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
   bool known = false;
   for (const char* l : kLevels) known = known || c.log_level == l;
@@ -42,11 +60,20 @@ Result<void> validate(const Config& c) {
   return {};
 }
 
+bool Config::wants(std::string_view probe) const {
+  for (const auto& p : probes)
+    if (p == probe) return true;
+  return false;
+}
+
 std::string describe(const Config& c) {
+  std::string probes;
+  for (const auto& p : c.probes) probes += (probes.empty() ? "" : ",") + p;
   return fmt::format(
-      "bind={} node={} scan_interval={}s stats_interval={}s max_args_bytes={} ringbuf_bytes={}",
+      "bind={} node={} scan_interval={}s stats_interval={}s max_args_bytes={} ringbuf_bytes={} probes={} "
+      "fpu_threshold={}",
       c.bind, c.node.empty() ? "(auto)" : c.node, c.scan_interval, c.stats_interval, c.max_args_bytes,
-      c.ringbuf_bytes);
+      c.ringbuf_bytes, probes, c.fpu_threshold);
 }
 
 }  // namespace cryptnono::collector

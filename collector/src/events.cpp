@@ -12,13 +12,85 @@ capnp::Data::Reader bytes(std::string_view s) {
 
 // Text fields need a NUL after the bytes; the views into the ring buffer have none, so
 // the text is laid out with init + copy (no intermediate string).
-void set_text(capnp::Text::Builder (schema::ExecEvent::Builder::*init)(unsigned int), schema::ExecEvent::Builder& out,
-              std::string_view s) {
+template <class Builder>
+void set_text(capnp::Text::Builder (Builder::*init)(unsigned int), Builder& out, std::string_view s) {
   auto t = (out.*init)(static_cast<unsigned int>(s.size()));
   if (!s.empty()) std::memcpy(t.begin(), s.data(), s.size());
 }
 
+std::string_view comm_of(const char (&comm)[TASK_COMM_LEN_]) { return std::string_view(comm, strnlen(comm, sizeof comm)); }
+
+// Copies the fixed header and finds the cgroup name after it; the shared part of both
+// probes' records.
+template <class Record>
+std::optional<Record> parse_task_record(const void* data, size_t size) {
+  if (data == nullptr || size < sizeof(Record::header)) return std::nullopt;
+  Record rec;
+  std::memcpy(&rec.header, data, sizeof rec.header);
+  const uint32_t cg = rec.header.task.cgroup_len;
+  if (cg >= TASK_CGROUP_CAP || cg > size - sizeof rec.header) return std::nullopt;
+  rec.cgroup_name = std::string_view(static_cast<const char*>(data) + sizeof rec.header, cg);
+  return rec;
+}
+
 }  // namespace
+
+std::string_view FpuRecord::comm() const { return comm_of(header.task.comm); }
+std::string_view ConnectRecord::comm() const { return comm_of(header.task.comm); }
+
+std::optional<FpuRecord> parse_fpu_record(const void* data, size_t size) {
+  auto rec = parse_task_record<FpuRecord>(data, size);
+  // The probe writes exactly one record, when the count reaches the threshold.
+  if (rec && (rec->header.threshold < FPU_THRESHOLD_MIN || rec->header.count < rec->header.threshold))
+    return std::nullopt;
+  return rec;
+}
+
+std::optional<ConnectRecord> parse_connect_record(const void* data, size_t size) {
+  auto rec = parse_task_record<ConnectRecord>(data, size);
+  if (rec && rec->header.family != CONNECT_AF_INET && rec->header.family != CONNECT_AF_INET6) return std::nullopt;
+  if (rec && (rec->header.dport > 0xffff || rec->header.sport > 0xffff)) return std::nullopt;
+  return rec;
+}
+
+void fill_fpu_event(schema::FpuEvent::Builder out, const FpuRecord& rec) {
+  const auto& h = rec.header;
+  out.setPid(h.task.pid);
+  out.setTgid(h.task.tgid);
+  out.setPpid(h.task.ppid);
+  out.setUid(h.task.uid);
+  out.setStartBootNs(h.task.start_boot_ns);
+  set_text(&schema::FpuEvent::Builder::initComm, out, rec.comm());
+  out.setCgroupId(h.task.cgroup_id);
+  set_text(&schema::FpuEvent::Builder::initCgroupName, out, rec.cgroup_name);
+  out.setMxcsr(h.mxcsr);
+  out.setCount(h.count);
+  out.setThreshold(h.threshold);
+  out.setFirstBootNs(h.first_boot_ns);
+  out.setEventBootNs(h.event_boot_ns);
+  out.setCpu(h.task.cpu);
+}
+
+void fill_connect_event(schema::ConnectEvent::Builder out, const ConnectRecord& rec) {
+  const auto& h = rec.header;
+  out.setPid(h.task.pid);
+  out.setTgid(h.task.tgid);
+  out.setPpid(h.task.ppid);
+  out.setUid(h.task.uid);
+  out.setStartBootNs(h.task.start_boot_ns);
+  set_text(&schema::ConnectEvent::Builder::initComm, out, rec.comm());
+  out.setCgroupId(h.task.cgroup_id);
+  set_text(&schema::ConnectEvent::Builder::initCgroupName, out, rec.cgroup_name);
+  out.setFamily(rec.ipv6() ? schema::AddressFamily::IPV6 : schema::AddressFamily::IPV4);
+  const size_t n = rec.address_bytes();
+  out.setDestination(capnp::Data::Reader(h.daddr, n));
+  // Ports were range-checked by parse_connect_record.
+  out.setDestinationPort(static_cast<uint16_t>(h.dport));
+  out.setSourceAddress(capnp::Data::Reader(h.saddr, n));
+  out.setSourcePort(static_cast<uint16_t>(h.sport));
+  out.setEventBootNs(h.event_boot_ns);
+  out.setCpu(h.task.cpu);
+}
 
 std::string_view ExecRecord::comm() const {
   return std::string_view(header.comm, strnlen(header.comm, sizeof header.comm));

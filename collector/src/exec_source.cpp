@@ -188,19 +188,35 @@ namespace {
 // libbpf's print hook has no context argument: the active LibbpfLog is found here.
 const LibbpfLog* g_active_log = nullptr;
 libbpf_print_fn_t g_previous_print = nullptr;
+LibbpfQuiet* g_quiet = nullptr;
+
+}  // namespace
+
+struct LibbpfQuietAccess {
+  static void note(std::string_view line) {
+    if (g_quiet == nullptr || !g_quiet->first_warning_.empty()) return;
+    if (line.substr(0, 8) == "libbpf: ") line.remove_prefix(8);
+    g_quiet->first_warning_ = std::string(line);
+  }
+};
+
+namespace {
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
   if (g_active_log == nullptr) return 0;
   spdlog::logger& logger = g_active_log->logger();
-  spdlog::level::level_enum lvl = level == LIBBPF_WARN   ? spdlog::level::warn
-                                  : level == LIBBPF_INFO ? spdlog::level::info
-                                                         : spdlog::level::debug;
-  if (!logger.should_log(lvl)) return 0;
+  const bool quiet_warning = level == LIBBPF_WARN && g_quiet != nullptr;
+  spdlog::level::level_enum lvl = level == LIBBPF_WARN && !quiet_warning ? spdlog::level::warn
+                                  : level == LIBBPF_INFO                 ? spdlog::level::info
+                                                                         : spdlog::level::debug;
+  if (!logger.should_log(lvl) && !quiet_warning) return 0;
   char buf[1024];
   int n = vsnprintf(buf, sizeof buf, format, args);
   if (n < 0) return 0;
   size_t len = std::min(static_cast<size_t>(n), sizeof buf - 1);
   while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) --len;
+  if (quiet_warning) LibbpfQuietAccess::note(std::string_view(buf, len));
+  if (!logger.should_log(lvl)) return n;
   // libbpf prefixes its own messages with "libbpf: ".
   logger.log(lvl, "{}", std::string_view(buf, len));
   return n;
@@ -217,5 +233,8 @@ LibbpfLog::~LibbpfLog() {
   libbpf_set_print(g_previous_print);
   g_active_log = nullptr;
 }
+
+LibbpfQuiet::LibbpfQuiet() : outer_(g_quiet) { g_quiet = this; }
+LibbpfQuiet::~LibbpfQuiet() { g_quiet = outer_; }
 
 }  // namespace cryptnono::collector

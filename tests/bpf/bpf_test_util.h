@@ -6,6 +6,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -136,6 +140,88 @@ class BlockedChild {
   pid_t pid_ = -1;
   int release_fd_ = -1;
   bool reaped_ = false;
+};
+
+// A loopback TCP port nothing listens on (bound to find it, then closed): connects to it
+// are refused, after going through SYN_SENT. 0 if none could be found.
+inline uint16_t unused_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  uint16_t port = 0;
+  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+// Runs `path` with `args` (args[0] included) with its stdout on a pipe the test reads
+// line by line (the test programs print "ready <pid> ..." first). Killed and reaped on
+// destruction if still running. With cgroup_procs_fd >= 0 the child moves itself into
+// that cgroup before exec.
+class RunningProgram {
+ public:
+  RunningProgram(const std::string& path, const std::vector<std::string>& args, int cgroup_procs_fd = -1) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    static char env0[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+    char* envp[] = {env0, nullptr};
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      if (cgroup_procs_fd >= 0 && write(cgroup_procs_fd, "0", 1) != 1) _exit(126);
+      execve(path.c_str(), argv.data(), envp);
+      _exit(127);
+    }
+    close(fds[1]);
+    out_fd_ = fds[0];
+  }
+  ~RunningProgram() {
+    if (pid_ > 0 && !reaped_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) close(out_fd_);
+  }
+  RunningProgram(const RunningProgram&) = delete;
+  RunningProgram& operator=(const RunningProgram&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // The next line of its stdout (without the newline); "" on EOF or after timeout_ms.
+  std::string read_line(int timeout_ms = 10000) {
+    for (;;) {
+      auto nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      pollfd p{out_fd_, POLLIN, 0};
+      if (poll(&p, 1, timeout_ms) <= 0) return "";
+      char chunk[512];
+      ssize_t n = read(out_fd_, chunk, sizeof chunk);
+      if (n <= 0) return "";
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  // Waits for it to exit; returns the wait status.
+  int wait() {
+    int status = -1;
+    if (pid_ > 0 && !reaped_ && waitpid(pid_, &status, 0) == pid_) reaped_ = true;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  bool reaped_ = false;
+  std::string buffer_;
 };
 
 }  // namespace cryptnono::testing

@@ -47,6 +47,17 @@ TEST(CollectorConfig, ValidatesEachFlag) {
       {{"--bind", "tcp://127.0.0.1:5555"}, ""},
       {{"--log-level", "loud"}, "--log-level"},
       {{"--no-such-flag"}, "parse"},
+      {{"--probes", "exec"}, ""},
+      {{"--probes", "exec,connect"}, ""},
+      {{"--probes", "connect,fpu,exec"}, ""},
+      {{"--probes", "fpu,connect"}, "--probes"},
+      {{"--probes", "exec,gpu"}, "--probes"},
+      {{"--probes", "exec,exec"}, "--probes"},
+      {{"--fpu-threshold", "1"}, ""},
+      {{"--fpu-threshold", "1000000"}, ""},
+      {{"--fpu-threshold", "0"}, "--fpu-threshold"},
+      {{"--fpu-threshold", "1000001"}, "--fpu-threshold"},
+      {{"--fpu-threshold", "-5"}, "parse"},
   };
   for (const auto& c : cases) {
     auto got = parse(c.args);
@@ -69,6 +80,18 @@ TEST(CollectorConfig, DefaultsMatchTheContract) {
   EXPECT_EQ(c->max_args_bytes, 65536u);
   EXPECT_EQ(c->ringbuf_bytes, 16u << 20);
   EXPECT_FALSE(c->check);
+  EXPECT_EQ(c->probes, (std::vector<std::string>{"exec", "fpu", "connect"}));
+  EXPECT_EQ(c->fpu_threshold, 64u);
+  EXPECT_TRUE(c->wants("fpu"));
+}
+
+TEST(CollectorConfig, ProbesIsACommaList) {
+  auto c = parse({"--probes", "exec,connect"});
+  ASSERT_TRUE(c.has_value());
+  EXPECT_TRUE(c->wants("exec"));
+  EXPECT_TRUE(c->wants("connect"));
+  EXPECT_FALSE(c->wants("fpu"));
+  EXPECT_NE(describe(*c).find("probes=exec,connect"), std::string::npos) << describe(*c);
 }
 
 }  // namespace

@@ -93,9 +93,13 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
   Collector collector(*publisher_, sweeper, make_logger("collector-test", "warn"));
   join(collector);
   collector.sweep();
-  KernelCounters kernel;
-  kernel.ringbuf_drops = 3;
-  kernel.argv_read_errors = 4;
+  ProbeCounters kernel;
+  kernel.exec.ringbuf_drops = 3;
+  kernel.exec.argv_read_errors = 4;
+  kernel.fpu.nondefault = 500;
+  kernel.fpu.ringbuf_drops = 5;
+  kernel.fpu.map_errors = 6;
+  kernel.connect.ringbuf_drops = 7;
   collector.publish_stats(kernel, 2500);
 
   std::map<std::string, uint64_t> counters;
@@ -113,11 +117,66 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
     }
   }
   const std::map<std::string, uint64_t> expected = {
-      {"events_bpf", 0},          {"events_scan", 1}, {"scans", 1},     {"kernel_ringbuf_drops", 3},
-      {"kernel_argv_read_errors", 4}, {"truncated", 0},   {"send_drops", 0},
+      {"events_bpf", 0},
+      {"events_scan", 1},
+      {"scans", 1},
+      {"kernel_ringbuf_drops", 3},
+      {"kernel_argv_read_errors", 4},
+      {"truncated", 0},
+      {"events_fpu", 0},
+      {"kernel_fpu_nondefault_switches", 500},
+      {"kernel_fpu_ringbuf_drops", 5},
+      {"kernel_fpu_map_errors", 6},
+      {"events_connect", 0},
+      {"kernel_connect_ringbuf_drops", 7},
+      {"send_drops", 0},
   };
   EXPECT_EQ(counters, expected);
   EXPECT_EQ(interval, 2500u);
+}
+
+TEST_F(CollectorPublish, ProbeRecordsGoOutOnTheirOwnTopics) {
+  auto sub = Subscriber::connect(ctx_, {endpoint_}, {"fpu", "connect", "stats"});
+  ASSERT_TRUE(sub) << sub.error().message;
+  subscriber_ = std::move(*sub);
+  FakeProc fake;
+  ProcReader proc(fake.root());
+  Sweeper sweeper(proc, {});
+  Collector collector(*publisher_, sweeper, make_logger("collector-test", "warn"));
+  join(collector);
+
+  FpuRecord fpu;
+  fpu.header.task.tgid = 42;
+  fpu.header.count = fpu.header.threshold = 64;
+  fpu.cgroup_name = "pod/c";
+  collector.publish(fpu);
+  ConnectRecord connect;
+  connect.header.task.tgid = 43;
+  connect.header.family = CONNECT_AF_INET6;
+  connect.header.dport = 443;
+  collector.publish(connect);
+
+  std::map<std::string, uint32_t> tgid_by_topic;
+  for (int i = 0; i < 10 && tgid_by_topic.size() < 2; ++i) {
+    ASSERT_EQ(subscriber_->wait(-1, 5000), Subscriber::Wait::kMessage);
+    while (subscriber_->try_receive(got_)) {
+      auto env = got_.envelope();
+      ASSERT_TRUE(env);
+      if (got_.topic() == "fpu") {
+        ASSERT_TRUE(env->getBody().isFpu());
+        tgid_by_topic["fpu"] = env->getBody().getFpu().getTgid();
+        EXPECT_EQ(std::string(env->getBody().getFpu().getCgroupName().cStr()), "pod/c");
+      } else if (got_.topic() == "connect") {
+        ASSERT_TRUE(env->getBody().isConnect());
+        tgid_by_topic["connect"] = env->getBody().getConnect().getTgid();
+        EXPECT_EQ(env->getBody().getConnect().getDestinationPort(), 443u);
+        EXPECT_EQ(env->getBody().getConnect().getDestination().size(), 16u);
+      }
+    }
+  }
+  EXPECT_EQ(tgid_by_topic, (std::map<std::string, uint32_t>{{"fpu", 42}, {"connect", 43}}));
+  EXPECT_EQ(collector.counters().events_fpu, 1u);
+  EXPECT_EQ(collector.counters().events_connect, 1u);
 }
 
 }  // namespace

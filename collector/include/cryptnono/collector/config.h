@@ -4,11 +4,14 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "cryptnono/result.h"
 #include "exec_event.h"
+#include "fpu_event.h"
 
 namespace cryptnono::collector {
 
@@ -29,7 +32,16 @@ struct Config {
   // events are not lost meanwhile: they wait in the ring buffer.
   std::string log_level = "info";
   bool check = false;
+  // Probes to load: exec (required), fpu (the monero probe, x86 only), connect. An
+  // optional probe that cannot load is logged in one line and left out.
+  std::vector<std::string> probes = {"exec", "fpu", "connect"};
+  // Switches with a non-default MXCSR rounding mode before a process is reported.
+  uint32_t fpu_threshold = FPU_THRESHOLD_DEFAULT;
+
+  bool wants(std::string_view probe) const;
 };
+
+inline constexpr const char* kKnownProbes[] = {"exec", "fpu", "connect"};
 
 // Registers every flag on `app`, writing into `config`.
 void add_options(CLI::App& app, Config& config);

@@ -1,6 +1,7 @@
 // The two shapes an exec is seen in before it becomes a schema ExecEvent: a record from
 // the BPF ring buffer (ExecRecord, a validated view, no copies) and a process found by
-// a /proc sweep (ScannedProcess, owning its strings).
+// a /proc sweep (ScannedProcess, owning its strings). Also the records of the monero
+// (fpu) and connect probes, and their conversion to FpuEvent / ConnectEvent.
 #pragma once
 
 #include <sys/types.h>
@@ -11,7 +12,9 @@
 #include <string_view>
 
 #include "cryptnono.capnp.h"
+#include "connect_event.h"
 #include "exec_event.h"
+#include "fpu_event.h"
 
 namespace cryptnono::collector {
 
@@ -47,5 +50,34 @@ struct ScannedProcess {
 // Fill a schema ExecEvent (source bpf / scan). Every field is set.
 void fill_exec_event(schema::ExecEvent::Builder out, const ExecRecord& rec);
 void fill_exec_event(schema::ExecEvent::Builder out, const ScannedProcess& proc);
+
+// A monero-probe record (struct fpu_event + cgroup name), checked against its size. The
+// view points into the ring buffer: valid only inside the callback.
+struct FpuRecord {
+  fpu_event header{};  // copied, for alignment
+  std::string_view cgroup_name;
+
+  std::string_view comm() const;
+};
+
+// A connect-probe record (struct connect_event + cgroup name), checked against its size.
+struct ConnectRecord {
+  connect_event header{};
+  std::string_view cgroup_name;
+
+  std::string_view comm() const;
+  bool ipv6() const { return header.family == CONNECT_AF_INET6; }
+  // The meaningful address bytes: 4 for IPv4, 16 for IPv6.
+  size_t address_bytes() const { return ipv6() ? 16 : 4; }
+};
+
+// nullopt when the record is shorter than its header says, or a field is outside what
+// the probe can produce (an ABI mismatch): the cgroup length, the address family.
+std::optional<FpuRecord> parse_fpu_record(const void* data, size_t size);
+std::optional<ConnectRecord> parse_connect_record(const void* data, size_t size);
+
+// Fill a schema FpuEvent / ConnectEvent. Every field is set.
+void fill_fpu_event(schema::FpuEvent::Builder out, const FpuRecord& rec);
+void fill_connect_event(schema::ConnectEvent::Builder out, const ConnectRecord& rec);
 
 }  // namespace cryptnono::collector

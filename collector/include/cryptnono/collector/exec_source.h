@@ -104,4 +104,22 @@ class LibbpfLog {
   std::shared_ptr<spdlog::logger> logger_;
 };
 
+// While alive, libbpf's warnings are logged at debug level and the first one is kept:
+// an optional probe that cannot load (no such tracepoint, not x86) is one line from its
+// caller, quoting that first warning, instead of libbpf's cascade. Nests; one thread.
+class LibbpfQuiet {
+ public:
+  LibbpfQuiet();
+  ~LibbpfQuiet();
+  LibbpfQuiet(const LibbpfQuiet&) = delete;
+  LibbpfQuiet& operator=(const LibbpfQuiet&) = delete;
+  // libbpf's first warning since construction (without its "libbpf: " prefix), or "".
+  const std::string& first_warning() const { return first_warning_; }
+
+ private:
+  friend struct LibbpfQuietAccess;
+  LibbpfQuiet* outer_ = nullptr;
+  std::string first_warning_;
+};
+
 }  // namespace cryptnono::collector
