@@ -67,6 +67,16 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config)
     m->allowed_.push_back(std::move(re));
   }
 
+  if (!m->allowed_.empty()) {
+    RE2::Options options;
+    options.set_case_sensitive(false);
+    options.set_log_errors(false);
+    auto set = std::make_unique<RE2::Set>(options, RE2::ANCHOR_START);
+    bool ok = true;
+    for (const auto& src : m->allowed_source_) ok = ok && set->Add(src, nullptr) >= 0;
+    if (ok && set->Compile()) m->allowed_set_ = std::move(set);
+  }
+
   // Vectorscan refuses an empty database: with no banned strings nothing ever matches.
   if (m->banned_.empty()) return m;
   if (m->banned_.size() > std::numeric_limits<unsigned>::max()) return fail("too many banned strings");
@@ -129,6 +139,15 @@ Matcher::Match Matcher::find_banned(std::string_view folded) {
 }
 
 int Matcher::find_allowed(std::string_view folded) const {
+  // One pass over the text for every pattern; only when one matches (or the set's DFA
+  // gave up, out of memory) are they tried one by one, to name the first (the order
+  // cryptnono tries them in).
+  if (allowed_set_) {
+    RE2::Set::ErrorInfo info{RE2::Set::kNoError};
+    if (!allowed_set_->Match(re2::StringPiece(folded.data(), folded.size()), nullptr, &info) &&
+        info.kind == RE2::Set::kNoError)
+      return -1;
+  }
   for (size_t i = 0; i < allowed_.size(); ++i) {
     if (allowed_[i]->Match(re2::StringPiece(folded.data(), folded.size()), 0, folded.size(), RE2::ANCHOR_START,
                            nullptr, 0))

@@ -124,11 +124,17 @@ void shlex_quote_append(std::string_view arg, std::string& out) {
     return;
   }
   out.push_back('\'');
-  for (char c : arg) {
-    if (c == '\'')
-      out += "'\"'\"'";
-    else
-      out.push_back(c);
+  // Whole runs between single quotes at once (memchr + memcpy), not byte by byte.
+  size_t start = 0;
+  for (;;) {
+    size_t q = arg.find('\'', start);
+    if (q == std::string_view::npos) {
+      out.append(arg.data() + start, arg.size() - start);
+      break;
+    }
+    out.append(arg.data() + start, q - start);
+    out += "'\"'\"'";
+    start = q + 1;
   }
   out.push_back('\'');
 }
@@ -179,8 +185,20 @@ bool is_ascii(std::string_view text) {
 void casefold(std::string_view in, std::string& out) {
   out.clear();
   if (is_ascii(in)) {
+    // Eight bytes at a time (SWAR): for bytes < 0x80, adding 0x3F sets bit 7 from 'A' up
+    // and adding 0x25 sets it above 'Z'; no carry crosses a byte.
     out.resize(in.size());
-    std::transform(in.begin(), in.end(), out.begin(), [](char c) { return kAsciiLower[static_cast<unsigned char>(c)]; });
+    const char* s = in.data();
+    char* o = out.data();
+    size_t i = 0;
+    for (; i + 8 <= in.size(); i += 8) {
+      uint64_t w;
+      __builtin_memcpy(&w, s + i, 8);
+      uint64_t upper = (w + 0x3F3F3F3F3F3F3F3Full) & ~(w + 0x2525252525252525ull) & 0x8080808080808080ull;
+      w |= upper >> 2;
+      __builtin_memcpy(o + i, &w, 8);
+    }
+    for (; i < in.size(); ++i) o[i] = kAsciiLower[static_cast<unsigned char>(s[i])];
     return;
   }
   out.reserve(in.size() + in.size() / 4);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <re2/re2.h>
+#include <re2/set.h>
 
 #include "cryptnono/enforcer/config.h"
 #include "cryptnono/result.h"
@@ -67,6 +68,7 @@ class Matcher {
   std::vector<std::string> banned_;
   std::vector<std::string> allowed_source_;
   std::vector<std::unique_ptr<RE2>> allowed_;
+  std::unique_ptr<RE2::Set> allowed_set_;  // all patterns in one DFA: "does any match?"
   std::unique_ptr<hs_database, DatabaseDeleter> database_;
   std::unique_ptr<hs_scratch, ScratchDeleter> scratch_;
 };
