@@ -1,5 +1,8 @@
-// cryptnono-enforcer: subscribes to exec events, kills the processes whose command line
-// holds a banned string (cryptnono's execwhacker rules), publishes one decision per event.
+// cryptnono-enforcer: one detector per process. execwhacker subscribes to exec events and
+// kills the processes whose command line holds a banned string (cryptnono's rules);
+// monero kills the processes the collector's FPU probe reports; flowkiller judges TCP
+// connects (banned destinations, destination fan-out). Each publishes one decision per
+// event.
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -13,6 +16,9 @@
 #include "cryptnono/clock.h"
 #include "cryptnono/enforcer/app.h"
 #include "cryptnono/enforcer/enforcer.h"
+#include "cryptnono/enforcer/execwhacker.h"
+#include "cryptnono/enforcer/flowkiller.h"
+#include "cryptnono/enforcer/monero.h"
 #include "cryptnono/enforcer/watcher.h"
 #include "cryptnono/log.h"
 #include "cryptnono/proc.h"
@@ -38,14 +44,46 @@ UniqueFd make_signalfd(std::initializer_list<int> signals) {
 
 int main(int argc, char** argv) {
   enforcer::Config config;
-  CLI::App app{"cryptnono-enforcer: kills processes whose command line holds a banned string"};
-  app.add_option("--detector", config.detector, "Detector to run")
-      ->check(CLI::IsMember({"execwhacker"}))
+  CLI::App app{"cryptnono-enforcer: kills cryptominers (one detector per process)"};
+  app.add_option("--detector", config.detector,
+                 "execwhacker (banned command strings), monero (FPU rounding-mode probe) or flowkiller "
+                 "(banned destinations, destination fan-out)")
+      ->check(CLI::IsMember({"execwhacker", "monero", "flowkiller"}))
       ->capture_default_str();
   app.add_option("--config", config.configs,
-                 "cryptnono config file (JSON); repeat to merge several. Default: the embedded test config");
+                 "execwhacker: cryptnono config file (JSON); repeat to merge several. Default: the embedded test "
+                 "config");
   app.add_option("--connect", config.connect, "Collector endpoint to subscribe to; repeatable")->capture_default_str();
-  app.add_option("--bind", config.bind, "Endpoint to publish decisions and stats on")->capture_default_str();
+  app.add_option("--bind", config.bind, "Endpoint to publish decisions and stats on (default: "
+                                        "ipc:///run/cryptnono/<detector>.sock)");
+  auto* banned_opt =
+      app.add_option("--banned-ips,--banned-ipv4-file-globs", config.banned_ips,
+                     "flowkiller: glob of files of banned destinations (IPv4/IPv6 addresses and CIDR networks, one "
+                     "per line, # comments); repeatable; reloaded on change and on SIGHUP");
+  auto& fk = config.flowkiller;
+  auto* threshold_opt =
+      app.add_option("--unique-destinations-threshold", fk.unique_destinations_threshold,
+                     "flowkiller: kill a process that reaches more than this many unique (address, port) "
+                     "destinations within the lookback")
+          ->check(CLI::Range(1u, 1'000'000u))
+          ->capture_default_str();
+  auto* lookback_opt = app.add_option("--lookback-duration-seconds", fk.lookback_seconds,
+                                      "flowkiller: the fan-out window in seconds")
+                           ->check(CLI::Range(0.001, 86400.0))
+                           ->capture_default_str();
+  auto* all_opt = app.add_flag("--count-all-destinations", fk.count_all_destinations,
+                               "flowkiller: count loopback, private and other non-public destinations in the fan-out "
+                               "too (for tests)");
+  auto* procs_opt = app.add_option("--max-tracked-processes", fk.max_tracked_processes,
+                                   "flowkiller: processes whose destinations are remembered (least recently active "
+                                   "evicted first)")
+                        ->check(CLI::Range(size_t{1}, size_t{10'000'000}))
+                        ->capture_default_str();
+  auto* dests_opt = app.add_option("--max-destinations-per-process", fk.max_destinations_per_process,
+                                   "flowkiller: destinations remembered per process (oldest evicted first); must "
+                                   "exceed --unique-destinations-threshold")
+                        ->check(CLI::Range(size_t{2}, size_t{10'000'000}))
+                        ->capture_default_str();
   app.add_flag("--dry-run", config.dry_run, "Decide and publish would-kill decisions, but kill nothing");
   app.add_option("--node", config.node, "Node name (default: $NODE_NAME, else the hostname)");
   app.add_option("--stats-interval", config.stats_interval_seconds, "Seconds between stats messages")
@@ -56,6 +94,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--check", config.check, "Load and compile the configs, print one line and exit");
   CLI11_PARSE(app, argc, argv);
+
+  // Flags of another detector are mistakes (a chart wiring the wrong container), not noise.
+  if (config.detector != "execwhacker" && !config.configs.empty())
+    return die("--config is only for --detector execwhacker");
+  if (config.detector != "flowkiller") {
+    for (auto* opt : {banned_opt, threshold_opt, lookback_opt, all_opt, procs_opt, dests_opt})
+      if (opt->count() > 0) return die(opt->get_name() + " is only for --detector flowkiller");
+  } else if (auto bad = validate(fk); !bad.empty()) {
+    return die(bad);
+  }
+  if (config.bind.empty()) config.bind = default_bind(config.detector);
+  fk.dry_run = config.dry_run;
 
   // Signals become fds: blocked in every thread (so before ZeroMQ and the watcher start
   // their threads), then read by the event loop (SIGTERM, SIGINT) and the config watcher
@@ -72,23 +122,47 @@ int main(int argc, char** argv) {
     if (!stop_fd || !hup_fd) return die(std::string("signalfd: ") + std::strerror(errno));
   }
 
+  const bool execwhacker = config.detector == "execwhacker";
+  const bool flowkiller = config.detector == "flowkiller";
   uint64_t load_start = boot_ns();
-  auto rules = load_rules(config.configs);
+  Result<LoadedRules> rules = LoadedRules{};
+  if (execwhacker) rules = load_rules(config.configs);
   if (!rules) return die(rules.error().message);
+  Result<LoadedBanned> banned = LoadedBanned{};
+  if (flowkiller) banned = load_banned(config.banned_ips);
+  if (!banned) return die(banned.error().message);
   double load_ms = static_cast<double>(boot_ns() - load_start) / 1e6;
   if (config.check) {
-    for (const auto& w : rules->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    std::printf("%s\n", check_line(*rules).c_str());
+    if (execwhacker) {
+      for (const auto& w : rules->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+      std::printf("%s\n", check_line(*rules).c_str());
+    } else if (flowkiller) {
+      // Bad lines are reported, not fatal: the enforcer would run with the good ones.
+      for (const auto& w : banned->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+      for (const auto& e : banned->list.errors) std::fprintf(stderr, "warning: %s\n", e.c_str());
+      std::printf("%s\n", check_line(*banned, fk).c_str());
+    } else {
+      std::printf("ok: monero: kills the processes the FPU probe reports (rule %s)\n", kMoneroRule);
+    }
     return 0;
   }
 
   auto log = make_logger("enforcer", config.log_level);
-  for (const auto& w : rules->warnings) log->warn("{}", w);
-  if (config.configs.empty())
-    log->info("no --config given: using the embedded default config ({} banned string)", rules->matcher->banned_count());
-  else
-    log->info("loaded {}: {} banned strings, {} allowed patterns (compiled in {:.0f} ms)", rules->description,
-              rules->matcher->banned_count(), rules->matcher->allowed_count(), load_ms);
+  if (execwhacker) {
+    for (const auto& w : rules->warnings) log->warn("{}", w);
+    if (config.configs.empty())
+      log->info("no --config given: using the embedded default config ({} banned string)",
+                rules->matcher->banned_count());
+    else
+      log->info("loaded {}: {} banned strings, {} allowed patterns (compiled in {:.0f} ms)", rules->description,
+                rules->matcher->banned_count(), rules->matcher->allowed_count(), load_ms);
+  }
+  if (flowkiller) {
+    for (const auto& w : banned->warnings) log->warn("{}", w);
+    for (const auto& e : banned->list.errors) log->warn("bad line skipped: {}", e);
+    log->info("loaded {} banned destinations from {} files ({} bad lines) in {:.0f} ms", banned->set->size(),
+              banned->list.files.size(), banned->list.errors.size(), load_ms);
+  }
 
   // Keep only CAP_KILL (signalling other users' processes); nothing else the enforcer does
   // needs a capability (binding an ipc:// socket or a port above 1023 does not).
@@ -109,11 +183,34 @@ int main(int argc, char** argv) {
 
   zmq::context_t ctx;
   PidfdKiller killer(ProcReader("/proc"), getpid());
-  auto enforcer = Enforcer::create(ctx, options, killer, std::move(rules->matcher), log);
+  std::unique_ptr<Detector> detector;
+  if (execwhacker)
+    detector = std::make_unique<ExecwhackerDetector>(killer, config.dry_run, std::move(rules->matcher));
+  else if (flowkiller)
+    detector = std::make_unique<FlowkillerDetector>(killer, fk, banned->set);
+  else
+    detector = std::make_unique<MoneroDetector>(killer, config.dry_run);
+  auto enforcer = Enforcer::create(ctx, options, std::move(detector), log);
   if (!enforcer) return die(enforcer.error().message);
 
   std::unique_ptr<ConfigWatcher> watcher;
-  if (!config.configs.empty()) {
+  std::unique_ptr<FileWatcher> banned_watcher;
+  if (flowkiller && !config.banned_ips.empty()) {
+    Enforcer* e = enforcer->get();
+    auto apply = [e, log](const FileSnapshot& snapshot, const char* why) -> Result<void> {
+      auto loaded = build_banned(snapshot);
+      for (const auto& err : loaded.list.errors) log->warn("bad line skipped: {}", err);
+      log->info("banned destinations reloaded ({}): {} from {} files ({} bad lines)", why, loaded.set->size(),
+                loaded.list.files.size(), loaded.list.errors.size());
+      e->install_update([set = loaded.set](Detector& d) { static_cast<FlowkillerDetector&>(d).set_banned(set); });
+      return {};
+    };
+    auto started = FileWatcher::start(WatchSpec{config.banned_ips, true}, std::move(banned->snapshot),
+                                      std::move(apply), [e] { e->count_reload_failure(); }, log, hup_fd.get());
+    if (!started) return die(started.error().message);
+    banned_watcher = std::move(*started);
+  }
+  if (execwhacker && !config.configs.empty()) {
     Enforcer* e = enforcer->get();
     ConfigWatcher::Callbacks callbacks{[e](std::unique_ptr<Matcher> m) { e->install(std::move(m)); },
                                        [e] { e->count_reload_failure(); }};
@@ -125,6 +222,7 @@ int main(int argc, char** argv) {
 
   (*enforcer)->run(stop_fd.get());
   watcher.reset();
+  banned_watcher.reset();
   log->info("stopped");
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <capnp/message.h>
 
 #include "cryptnono/clock.h"
+#include "cryptnono/enforcer/execwhacker.h"
 
 namespace cryptnono::enforcer {
 
@@ -20,26 +21,13 @@ namespace {
 constexpr size_t kFirstSegmentWords = 16 * 1024;  // 128 KiB: a 64 KiB argv and its cmdline
 constexpr int kBatch = 256;                       // messages handled between control checks
 
-std::string_view source_label(schema::Source s) {
-  return s == schema::Source::BPF ? "execwhacker.bpf" : "execwhacker.scan";
-}
-
-kj::ArrayPtr<const kj::byte> as_bytes(std::string_view s) {
-  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
-}
-
-// capnp Text setters need NUL-terminated text; the views below always point at the whole
-// of a std::string.
-capnp::Text::Reader as_text(std::string_view s) { return {s.data(), s.size()}; }
-
 }  // namespace
 
-Enforcer::Enforcer(const EnforcerOptions& options, Killer& killer, std::unique_ptr<Matcher> matcher,
+Enforcer::Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> detector,
                    std::shared_ptr<spdlog::logger> log)
     : options_(options),
       log_(std::move(log)),
-      decider_(killer, options.dry_run),
-      matcher_(std::move(matcher)),
+      detector_(std::move(detector)),
       first_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)) {
   std::memset(first_segment_.begin(), 0, first_segment_.size() * sizeof(capnp::word));
   counters_.config_generation = 1;
@@ -52,11 +40,21 @@ Result<std::unique_ptr<Enforcer>> Enforcer::create(zmq::context_t& ctx, const En
                                                    Killer& killer, std::unique_ptr<Matcher> matcher,
                                                    std::shared_ptr<spdlog::logger> log) {
   if (!matcher) return fail("no matcher");
-  std::unique_ptr<Enforcer> e(new Enforcer(options, killer, std::move(matcher), std::move(log)));
-  auto pub = Publisher::bind(ctx, options.bind, options.node, "enforcer", kDetector);
+  return create(ctx, options, std::make_unique<ExecwhackerDetector>(killer, options.dry_run, std::move(matcher)),
+                std::move(log));
+}
+
+Result<std::unique_ptr<Enforcer>> Enforcer::create(zmq::context_t& ctx, const EnforcerOptions& options,
+                                                   std::unique_ptr<Detector> detector,
+                                                   std::shared_ptr<spdlog::logger> log) {
+  if (!detector) return fail("no detector");
+  std::string name(detector->name());
+  std::string subscribed(detector->topic());
+  std::unique_ptr<Enforcer> e(new Enforcer(options, std::move(detector), std::move(log)));
+  auto pub = Publisher::bind(ctx, options.bind, options.node, "enforcer", name);
   if (!pub) return tl::unexpected(pub.error());
   e->publisher_ = std::move(*pub);
-  auto sub = Subscriber::connect(ctx, options.connect, {std::string(topic::kExec)});
+  auto sub = Subscriber::connect(ctx, options.connect, {subscribed});
   if (!sub) return tl::unexpected(sub.error());
   e->subscriber_ = std::move(*sub);
   if (auto ok = e->setup_fds(); !ok) return tl::unexpected(ok.error());
@@ -93,10 +91,10 @@ void Enforcer::stop() {
   (void)!::write(wake_.get(), &one, sizeof one);
 }
 
-void Enforcer::install(std::unique_ptr<Matcher> matcher) {
+void Enforcer::install_update(std::function<void(Detector&)> update) {
   {
     std::lock_guard<std::mutex> lock(pending_mutex_);
-    pending_ = std::move(matcher);  // an older pending one that never served is dropped
+    pending_ = std::move(update);  // an older pending one that never served is dropped
     pending_generation_ = counters_.config_generation.fetch_add(1) + 1;
     counters_.config_reloads.fetch_add(1);
     pending_ready_.store(true, std::memory_order_release);
@@ -105,24 +103,36 @@ void Enforcer::install(std::unique_ptr<Matcher> matcher) {
   (void)!::write(wake_.get(), &one, sizeof one);
 }
 
+void Enforcer::install(std::unique_ptr<Matcher> matcher) {
+  // std::function needs a copyable callable: the matcher travels in a shared holder and
+  // is moved out when the update runs.
+  auto holder = std::make_shared<std::unique_ptr<Matcher>>(std::move(matcher));
+  install_update([holder](Detector& d) {
+    // install() is only used with the execwhacker detector (create() with a Matcher).
+    static_cast<ExecwhackerDetector&>(d).set_matcher(std::move(*holder));
+  });
+}
+
 void Enforcer::count_reload_failure() { counters_.config_reload_failures.fetch_add(1); }
 
-void Enforcer::take_pending_matcher() {
-  std::unique_ptr<Matcher> old;
+void Enforcer::take_pending_update() {
+  std::function<void(Detector&)> update;
   {
     std::lock_guard<std::mutex> lock(pending_mutex_);
     if (!pending_) return;
-    old = std::move(matcher_);
-    matcher_ = std::move(pending_);
-    matcher_generation_ = pending_generation_;
+    update = std::move(pending_);
+    pending_ = nullptr;
+    serving_generation_ = pending_generation_;
     pending_ready_.store(false, std::memory_order_relaxed);
   }
-  // `old` (database and scratch) is freed here, between events.
+  // Outside the lock: the old configuration (a Vectorscan database, a banned set) is freed
+  // here, between events, without blocking the watcher thread.
+  update(*detector_);
 }
 
 std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
   const auto& c = counters_;
-  return {
+  std::vector<std::pair<std::string, uint64_t>> out = {
       {"events_received", c.events_received.load()},
       {"events_lost", c.events_lost.load()},
       {"malformed", c.malformed.load() + c.wire_malformed.load()},
@@ -137,6 +147,8 @@ std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
       {"config_generation", c.config_generation.load()},
       {"send_drops", c.send_drops.load()},
   };
+  detector_->add_counters(out);
+  return out;
 }
 
 void Enforcer::count(schema::Action action) {
@@ -165,53 +177,37 @@ void Enforcer::count(schema::Action action) {
 void Enforcer::handle(Received& received) {
   uint64_t received_boot_ns = boot_ns();
   // ZeroMQ subscriptions are prefixes: "exec" also lets "execfoo" through.
-  if (received.topic() != topic::kExec) return;
+  if (received.topic() != detector_->topic()) return;
   auto envelope = received.envelope();
   if (!envelope) {
     counters_.malformed.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  ExecView view;
   try {
     auto env = *envelope;
     auto seen = tracker_.observe(std::string_view(env.getPublisherId().cStr(), env.getPublisherId().size()),
-                                 topic::kExec, env.getSequence());
+                                 received.topic(), env.getSequence());
     if (seen.lost > 0) counters_.events_lost.fetch_add(seen.lost, std::memory_order_relaxed);
-    auto body = env.getBody();
-    if (!body.isExec()) {
+    if (!detector_->read(env.getBody())) {
       counters_.malformed.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    view = view_of(body.getExec());
   } catch (const kj::Exception&) {
     counters_.malformed.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   counters_.events_received.fetch_add(1, std::memory_order_relaxed);
-  const Verdict& verdict = decider_.decide(view, *matcher_);
-  count(verdict.action);
-  publish_decision(view, verdict, received_boot_ns);
+  count(detector_->decide(received_boot_ns));
+  publish_decision(received_boot_ns);
 }
 
-void Enforcer::publish_decision(const ExecView& event, const Verdict& v, uint64_t received_boot_ns) {
+void Enforcer::publish_decision(uint64_t received_boot_ns) {
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto envelope = publisher_->begin(message, topic::kDecision);
   auto d = envelope.getBody().initDecision();
-  d.setDetector(kDetector);
-  d.setAction(v.action);
-  d.setSource(as_text(source_label(event.source)));
-  bool matched = v.action != schema::Action::NO_MATCH;
-  if (!v.matched.empty()) d.setMatched(as_text(v.matched));
-  if (!v.allowed_by.empty()) d.setAllowedBy(as_text(v.allowed_by));
-  if (!v.reason.empty()) d.setReason(v.reason);
-  // noMatch decisions leave out argv and the command line to keep the volume low.
-  if (matched) d.setCmdline(as_bytes(decider_.cmdline()));
-  d.setCmdlineFromProc(v.cmdline_from_proc);
-  copy_event(event, d.initEvent(), matched);
+  detector_->fill(d);
   d.setReceivedBootNs(received_boot_ns);
-  d.setDecidedBootNs(v.decided_boot_ns);
-  d.setKilledBootNs(v.killed_boot_ns);
-  d.setConfigGeneration(matcher_generation_);
+  d.setConfigGeneration(serving_generation_);
   if (!publisher_->send(topic::kDecision, message)) counters_.send_drops.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -252,7 +248,7 @@ bool Enforcer::handle_control(int stop_fd, bool block) {
       stop_requested_.store(true);
     }
   }
-  take_pending_matcher();
+  take_pending_update();
   return !stop_requested_.load();
 }
 
@@ -265,8 +261,8 @@ void Enforcer::run(int stop_fd) {
   }
   std::string connect;
   for (const auto& ep : options_.connect) connect += (connect.empty() ? "" : ", ") + ep;
-  log_->info("enforcer running: {} banned strings, {} allowed patterns; events from {}; decisions on {} as {}{}",
-             matcher_->banned_count(), matcher_->allowed_count(), connect, options_.bind, publisher_->id(),
+  log_->info("enforcer running ({}: {}); events from {}; decisions on {} as {}{}", detector_->name(),
+             detector_->describe(), connect, options_.bind, publisher_->id(),
              options_.dry_run ? " (dry run: nothing is killed)" : "");
   while (!stop_requested_.load()) {
     Subscriber::Wait woke;
@@ -279,8 +275,8 @@ void Enforcer::run(int stop_fd) {
     }
     if (woke == Subscriber::Wait::kMessage) {
       for (int i = 0; i < kBatch; ++i) {
-        // A matcher installed before this event was published must judge it.
-        if (pending_ready_.load(std::memory_order_acquire)) take_pending_matcher();
+        // A config installed before this event was published must judge it.
+        if (pending_ready_.load(std::memory_order_acquire)) take_pending_update();
         if (!subscriber_->try_receive(received_)) break;
         handle(received_);
       }

@@ -1,5 +1,7 @@
 #include "cryptnono/enforcer/watcher.h"
 
+#include <fnmatch.h>
+#include <glob.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -11,22 +13,53 @@
 #include <cstring>
 #include <filesystem>
 
+#include "cryptnono/enforcer/address.h"
 #include "cryptnono/enforcer/config.h"
 
 namespace cryptnono::enforcer {
 
 namespace {
+
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM;
+
+bool has_wildcard(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+
+// The directories a pattern's files live in: its directory part, expanded when it has
+// wildcards itself.
+std::vector<std::string> directories_of(const std::string& pattern, bool globs) {
+  std::filesystem::path path(pattern);
+  std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
+  if (!globs || !has_wildcard(dir)) return {dir};
+  std::vector<std::string> out;
+  glob_t g{};
+  if (::glob(dir.c_str(), GLOB_ONLYDIR, nullptr, &g) == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  globfree(&g);
+  return out;
 }
 
-Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::string> paths,
-                                                            std::vector<std::string> initial_contents,
-                                                            Callbacks callbacks, std::shared_ptr<spdlog::logger> log,
-                                                            int hup_fd, int settle_ms) {
-  std::unique_ptr<ConfigWatcher> w(new ConfigWatcher());
-  w->paths_ = std::move(paths);
-  w->contents_ = std::move(initial_contents);
-  w->callbacks_ = std::move(callbacks);
+}  // namespace
+
+Result<FileSnapshot> read_snapshot(const WatchSpec& spec) {
+  FileSnapshot snap;
+  snap.paths = spec.globs ? expand_globs(spec.patterns).files : spec.patterns;
+  for (const auto& path : snap.paths) {
+    auto text = read_text_file(path);
+    if (!text) return tl::unexpected(text.error());
+    snap.contents.push_back(std::move(*text));
+  }
+  return snap;
+}
+
+Result<std::unique_ptr<FileWatcher>> FileWatcher::start(WatchSpec spec, FileSnapshot initial, Apply apply,
+                                                        std::function<void()> failed,
+                                                        std::shared_ptr<spdlog::logger> log, int hup_fd,
+                                                        int settle_ms) {
+  std::unique_ptr<FileWatcher> w(new FileWatcher());
+  w->spec_ = std::move(spec);
+  w->current_ = std::move(initial);
+  w->apply_ = std::move(apply);
+  w->failed_ = std::move(failed);
   w->log_ = std::move(log);
   w->hup_fd_ = hup_fd;
   w->settle_ms_ = settle_ms;
@@ -34,20 +67,7 @@ Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::str
   if (!w->inotify_) return fail(std::string("inotify_init1: ") + std::strerror(errno));
   w->wake_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!w->wake_) return fail(std::string("eventfd: ") + std::strerror(errno));
-  for (const auto& p : w->paths_) {
-    std::filesystem::path path(p);
-    std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
-    int wd = inotify_add_watch(w->inotify_.get(), dir.c_str(), kWatchMask);
-    if (wd < 0) return fail("cannot watch " + dir + ": " + std::strerror(errno));
-    bool found = false;
-    for (auto& [known, names] : w->watches_) {
-      if (known == wd) {  // same directory, watched once
-        names.push_back(path.filename().string());
-        found = true;
-      }
-    }
-    if (!found) w->watches_.push_back({wd, {path.filename().string()}});
-  }
+  if (auto ok = w->add_watches(true); !ok) return tl::unexpected(ok.error());
   // A change between the start-up load and the watches being in place would otherwise go
   // unnoticed: check once now (an unchanged config costs a read and a compare).
   w->request_reload();
@@ -55,22 +75,51 @@ Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::str
   return w;
 }
 
-ConfigWatcher::~ConfigWatcher() {
+// Watches every directory the patterns name (inotify_add_watch on a directory already
+// watched returns the same descriptor). `strict`: a directory of a plain path or of a
+// wildcard-free pattern that cannot be watched is an error (at start-up).
+Result<void> FileWatcher::add_watches(bool strict) {
+  for (const auto& pattern : spec_.patterns) {
+    std::string name = std::filesystem::path(pattern).filename().string();
+    for (const auto& dir : directories_of(pattern, spec_.globs)) {
+      int wd = inotify_add_watch(inotify_.get(), dir.c_str(), kWatchMask);
+      if (wd < 0) {
+        // A glob's directory may not exist yet: its files then simply match nothing.
+        if (strict && !spec_.globs) return fail("cannot watch " + dir + ": " + std::strerror(errno));
+        log_->debug("cannot watch {}: {}", dir, std::strerror(errno));
+        continue;
+      }
+      Watch* watch = nullptr;
+      for (auto& known : watches_)
+        if (known.wd == wd) watch = &known;
+      if (watch == nullptr) {
+        watches_.push_back(Watch{wd, {}, spec_.globs});
+        watch = &watches_.back();
+      }
+      bool listed = false;
+      for (const auto& n : watch->names) listed = listed || n == name;
+      if (!listed) watch->names.push_back(name);
+    }
+  }
+  return {};
+}
+
+FileWatcher::~FileWatcher() {
   stop_.store(true);
   uint64_t one = 1;
   if (wake_) (void)!::write(wake_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
 }
 
-void ConfigWatcher::request_reload() {
+void FileWatcher::request_reload() {
   reload_requested_.store(true);
   uint64_t one = 1;
   (void)!::write(wake_.get(), &one, sizeof one);
 }
 
-// Reads every queued inotify event; true when one concerns a config file: its own name,
-// or a Kubernetes ConfigMap "..data"-style entry.
-bool ConfigWatcher::drain_inotify() {
+// Reads every queued inotify event; true when one concerns a watched file: its own name
+// (or a name its pattern matches), or a Kubernetes ConfigMap "..data"-style entry.
+bool FileWatcher::drain_inotify() {
   bool relevant = false;
   alignas(inotify_event) char buf[16384];
   for (;;) {
@@ -78,20 +127,23 @@ bool ConfigWatcher::drain_inotify() {
     if (n <= 0) break;
     for (char* p = buf; p < buf + n;) {
       auto* ev = reinterpret_cast<inotify_event*>(p);
-      std::string_view name = ev->len > 0 ? std::string_view(ev->name) : std::string_view();
+      std::string name = ev->len > 0 ? std::string(ev->name) : std::string();
       if (ev->mask & IN_Q_OVERFLOW) relevant = true;
       if (name.rfind("..", 0) == 0) relevant = true;
-      for (const auto& [wd, names] : watches_)
-        if (wd == ev->wd)
-          for (const auto& n2 : names)
-            if (name == n2) relevant = true;
+      for (const auto& watch : watches_) {
+        if (watch.wd != ev->wd) continue;
+        for (const auto& pattern : watch.names) {
+          bool hit = watch.patterns ? fnmatch(pattern.c_str(), name.c_str(), FNM_PERIOD) == 0 : name == pattern;
+          relevant = relevant || hit;
+        }
+      }
       p += sizeof(inotify_event) + ev->len;
     }
   }
   return relevant;
 }
 
-void ConfigWatcher::loop() {
+void FileWatcher::loop() {
   while (!stop_.load()) {
     pollfd fds[3] = {{inotify_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {hup_fd_, POLLIN, 0}};
     int n = ::poll(fds, hup_fd_ >= 0 ? 3 : 2, -1);
@@ -138,57 +190,67 @@ void ConfigWatcher::loop() {
   }
 }
 
-void ConfigWatcher::reload(const char* why) {
+void FileWatcher::reload(const char* why) {
   checks_.fetch_add(1);
+  if (spec_.globs) (void)add_watches(false);  // directories that appeared since
   auto refuse = [&](const std::string& error) {
     log_->error("config reload refused ({}), keeping the current config: {}", why, error);
-    if (callbacks_.failed) callbacks_.failed();
+    if (failed_) failed_();
   };
-  std::vector<std::string> contents;
-  for (const auto& path : paths_) {
-    auto text = read_text_file(path);
-    if (!text) {
-      // Same unreadable file as last time: already reported and counted.
-      if (text.error().message == rejected_error_) return;
-      rejected_error_ = text.error().message;
-      rejected_.clear();
-      refuse(text.error().message);
-      return;
-    }
-    contents.push_back(std::move(*text));
+  auto snapshot = read_snapshot(spec_);
+  if (!snapshot) {
+    // Same unreadable file as last time: already reported and counted.
+    if (snapshot.error().message == rejected_error_) return;
+    rejected_error_ = snapshot.error().message;
+    rejected_ = {};
+    refuse(snapshot.error().message);
+    return;
   }
   rejected_error_.clear();
-  if (contents == contents_) {
+  if (*snapshot == current_) {
     log_->debug("config unchanged ({})", why);
-    rejected_.clear();
+    rejected_ = {};
     return;
   }
-  if (contents == rejected_) return;  // the same bad config, already reported and counted
+  if (*snapshot == rejected_) return;  // the same bad config, already reported and counted
+  if (auto applied = apply_(*snapshot, why); !applied) {
+    rejected_ = std::move(*snapshot);
+    refuse(applied.error().message);
+    return;
+  }
+  current_ = std::move(*snapshot);
+  rejected_ = {};
+}
 
-  ExecwhackerConfig merged;
-  for (size_t i = 0; i < paths_.size(); ++i) {
-    auto parsed = parse_config(contents[i], paths_[i]);
-    if (!parsed) {
-      rejected_ = std::move(contents);
-      refuse(parsed.error().message);
-      return;
+Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::string> paths,
+                                                            std::vector<std::string> initial_contents,
+                                                            Callbacks callbacks, std::shared_ptr<spdlog::logger> log,
+                                                            int hup_fd, int settle_ms) {
+  std::unique_ptr<ConfigWatcher> w(new ConfigWatcher());
+  FileSnapshot initial{paths, std::move(initial_contents)};
+  auto apply = [callbacks, log](const FileSnapshot& snap, const char* why) -> Result<void> {
+    ExecwhackerConfig merged;
+    for (size_t i = 0; i < snap.paths.size(); ++i) {
+      auto parsed = parse_config(snap.contents[i], snap.paths[i]);
+      if (!parsed) return tl::unexpected(parsed.error());
+      merge_config(merged, std::move(*parsed));
     }
-    merge_config(merged, std::move(*parsed));
-  }
-  auto build_start = std::chrono::steady_clock::now();
-  auto matcher = Matcher::build(merged);
-  auto build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - build_start).count();
-  if (!matcher) {
-    rejected_ = std::move(contents);
-    refuse(matcher.error().message);
-    return;
-  }
-  for (const auto& w : merged.warnings) log_->warn("{}", w);
-  log_->info("config reloaded ({}): {} banned strings, {} allowed patterns (compiled in {:.0f} ms)", why,
-             (*matcher)->banned_count(), (*matcher)->allowed_count(), build_ms);
-  contents_ = std::move(contents);
-  rejected_.clear();
-  if (callbacks_.install) callbacks_.install(std::move(*matcher));
+    auto build_start = std::chrono::steady_clock::now();
+    auto matcher = Matcher::build(merged);
+    auto build_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - build_start).count();
+    if (!matcher) return tl::unexpected(matcher.error());
+    for (const auto& warning : merged.warnings) log->warn("{}", warning);
+    log->info("config reloaded ({}): {} banned strings, {} allowed patterns (compiled in {:.0f} ms)", why,
+              (*matcher)->banned_count(), (*matcher)->allowed_count(), build_ms);
+    if (callbacks.install) callbacks.install(std::move(*matcher));
+    return {};
+  };
+  auto files = FileWatcher::start(WatchSpec{std::move(paths), false}, std::move(initial), std::move(apply),
+                                  callbacks.failed, std::move(log), hup_fd, settle_ms);
+  if (!files) return tl::unexpected(files.error());
+  w->files_ = std::move(*files);
+  return w;
 }
 
 }  // namespace cryptnono::enforcer

@@ -1,8 +1,25 @@
 #include "cryptnono/exporter/decision_log.h"
 
+#include <arpa/inet.h>
+
+#include <cstdio>
+
 #include "cryptnono/clock.h"
 
 namespace cryptnono::exporter {
+
+std::string endpoint_text(capnp::Data::Reader address, uint16_t port) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (address.size() == 4) {
+    inet_ntop(AF_INET, address.begin(), host, sizeof host);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (address.size() == 16) {
+    inet_ntop(AF_INET6, address.begin(), host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  return "?:" + std::to_string(port);  // a malformed event: say so rather than guess
+}
 
 bool should_log(schema::Action action, bool log_no_match) {
   return action != schema::Action::NO_MATCH || log_no_match;
@@ -62,6 +79,20 @@ Json decision_line(schema::Envelope::Reader envelope, schema::Decision::Reader d
   line["cmdline_from_proc"] = decision.getCmdlineFromProc();
   if (auto us = latency_us(event.getExecBootNs(), decision.getDecidedBootNs())) line["exec_to_decision_us"] = *us;
   if (auto us = latency_us(event.getExecBootNs(), decision.getKilledBootNs())) line["exec_to_kill_us"] = *us;
+  // The detectors that judge something else than an exec say what they judged.
+  if (decision.hasRule()) line["rule"] = text_string(decision.getRule());
+  if (decision.hasConnect()) {
+    auto connect = decision.getConnect();
+    line["destination"] = endpoint_text(connect.getDestination(), connect.getDestinationPort());
+    if (text_string(decision.getRule()) == "fanout") line["unique_destinations"] = decision.getUniqueDestinations();
+  }
+  if (decision.hasFpu()) {
+    auto fpu = decision.getFpu();
+    char mxcsr[16];
+    std::snprintf(mxcsr, sizeof mxcsr, "0x%04x", fpu.getMxcsr());
+    line["fpu_switches"] = fpu.getCount();
+    line["mxcsr"] = mxcsr;
+  }
   return line;
 }
 

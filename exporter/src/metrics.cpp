@@ -12,6 +12,7 @@ constexpr std::string_view kOverflow = "_overflow";
 constexpr size_t kMaxLabelBytes = 200;
 constexpr size_t kMaxTokenBytes = 64;
 constexpr size_t kMaxCountersPerPublisher = 256;
+constexpr std::string_view kFlowkiller = "flowkiller";
 
 std::string_view view(capnp::Text::Reader text) { return std::string_view(text.begin(), text.size()); }
 
@@ -97,10 +98,26 @@ ExporterMetrics::ExporterMetrics(std::string prefix)
   // The default detector's series exist from the start, at zero.
   auto& execwhacker = detector("execwhacker");
   for (std::string_view source : {"execwhacker.bpf", "execwhacker.scan"}) {
-    by_source(*execwhacker.checked, execwhacker.checked_by_source, source);
-    by_source(*execwhacker.killed, execwhacker.killed_by_source, source);
-    by_source(*execwhacker.missed, execwhacker.missed_by_source, source);
-    by_source(*execwhacker.would_kill, execwhacker.would_kill_by_source, source);
+    by_source(execwhacker, *execwhacker.checked, execwhacker.checked_by_source, source);
+    by_source(execwhacker, *execwhacker.killed, execwhacker.killed_by_source, source);
+    by_source(execwhacker, *execwhacker.missed, execwhacker.missed_by_source, source);
+    by_source(execwhacker, *execwhacker.would_kill, execwhacker.would_kill_by_source, source);
+  }
+}
+
+void ExporterMetrics::touch_detector(std::string_view stage) {
+  if (stage == "monero") {
+    auto& d = detector(stage);
+    by_source(d, *d.checked, d.checked_by_source, "monero.bpf");
+    by_source(d, *d.killed, d.killed_by_source, "monero.bpf");
+    by_source(d, *d.missed, d.missed_by_source, "monero.bpf");
+  } else if (stage == kFlowkiller) {
+    // cryptnono's tcpflowkiller makes its reason series at start as well.
+    auto& d = detector(stage);
+    for (std::string_view rule : {"banned", "fanout"}) {
+      by_source(d, *d.killed, d.killed_by_source, rule);
+      by_source(d, *d.missed, d.missed_by_source, rule);
+    }
   }
 }
 
@@ -118,7 +135,12 @@ ExporterMetrics::Detector& ExporterMetrics::detector(std::string_view name) {
   auto d = std::make_unique<Detector>();
   std::string base = prefix_ + "_" + metric_token(name);
   std::string who = "by the " + label_value(name) + " detector";
-  d->checked = &counter_family(base + "_processes_checked_total", "Processes checked " + who);
+  bool flowkiller = name == kFlowkiller;
+  d->label = flowkiller ? "reason" : "source";
+  if (flowkiller)
+    d->connects_checked = &counter_family(base + "_connects_checked_total", "TCP connects checked " + who).Add({});
+  else
+    d->checked = &counter_family(base + "_processes_checked_total", "Processes checked " + who);
   d->killed = &counter_family(base + "_processes_killed_total", "Processes killed " + who);
   d->missed = &counter_family(base + "_processes_missed_total",
                               "Processes that matched but were gone or not the one seen, " + who);
@@ -126,36 +148,43 @@ ExporterMetrics::Detector& ExporterMetrics::detector(std::string_view name) {
                                "Processes that matched but were spared (allowed pattern or protection), " + who);
   d->would_kill = &counter_family(base + "_processes_would_kill_total", "Processes a dry run would kill, " + who);
   d->errors = &counter_family(base + "_unexpected_errors_total", "Decisions that failed with an error, " + who).Add({});
-  d->exec_to_kill = &prometheus::BuildHistogram()
-                         .Name(base + "_exec_to_kill_seconds")
-                         .Help("Time from exec to SIGKILL, " + who)
-                         .Register(*registry_)
-                         .Add({}, kill_buckets());
+  if (!flowkiller)
+    d->exec_to_kill = &prometheus::BuildHistogram()
+                           .Name(base + "_exec_to_kill_seconds")
+                           .Help("Time from exec to SIGKILL, " + who)
+                           .Register(*registry_)
+                           .Add({}, kill_buckets());
   return *detectors_.emplace(std::string(name), std::move(d)).first->second;
 }
 
-prometheus::Counter& ExporterMetrics::by_source(prometheus::Family<prometheus::Counter>& family, CounterCache& cache,
-                                                std::string_view source) {
+prometheus::Counter& ExporterMetrics::by_source(const Detector& d, prometheus::Family<prometheus::Counter>& family,
+                                                CounterCache& cache, std::string_view source) {
   if (auto it = cache.find(source); it != cache.end()) return *it->second;
   if (cache.size() >= kMaxSeries) source = kOverflow;
   if (auto it = cache.find(source); it != cache.end()) return *it->second;
-  auto& counter = family.Add({{"source", label_value(source)}});
+  auto& counter = family.Add({{d.label, label_value(source)}});
   cache.emplace(std::string(source), &counter);
   return counter;
 }
 
 void ExporterMetrics::on_decision(schema::Decision::Reader decision) {
   Detector& d = detector(view(decision.getDetector()));
-  auto source = view(decision.getSource());
-  by_source(*d.checked, d.checked_by_source, source).Increment();
+  // The per-detector label: the source ("execwhacker.bpf"), or for the flowkiller the rule
+  // that fired ("banned", "fanout"; empty for a connect that fired none).
+  auto source = d.connects_checked != nullptr ? view(decision.getRule()) : view(decision.getSource());
+  if (d.connects_checked != nullptr)
+    d.connects_checked->Increment();
+  else
+    by_source(d, *d.checked, d.checked_by_source, source).Increment();
   switch (decision.getAction()) {
     case schema::Action::NO_MATCH:
       break;
     case schema::Action::KILLED: {
-      by_source(*d.killed, d.killed_by_source, source).Increment();
+      by_source(d, *d.killed, d.killed_by_source, source).Increment();
       uint64_t exec = decision.getEvent().getExecBootNs();
       uint64_t killed = decision.getKilledBootNs();
-      if (exec != 0 && killed >= exec) d.exec_to_kill->Observe(static_cast<double>(killed - exec) / 1e9);
+      if (d.exec_to_kill != nullptr && exec != 0 && killed >= exec)
+        d.exec_to_kill->Observe(static_cast<double>(killed - exec) / 1e9);
       break;
     }
     case schema::Action::SPARED: {
@@ -170,7 +199,7 @@ void ExporterMetrics::on_decision(schema::Decision::Reader decision) {
         if (overflow) key = std::string(kOverflow);
         it = d.allowed_by_key.find(key);
         if (it == d.allowed_by_key.end()) {
-          auto& counter = d.allowed->Add({{"source", label_value(overflow ? kOverflow : source)},
+          auto& counter = d.allowed->Add({{d.label, label_value(overflow ? kOverflow : source)},
                                           {"allowedby", label_value(overflow ? kOverflow : allowed_by)}});
           it = d.allowed_by_key.emplace(key, &counter).first;
         }
@@ -179,10 +208,10 @@ void ExporterMetrics::on_decision(schema::Decision::Reader decision) {
       break;
     }
     case schema::Action::MISSED_KILL:
-      by_source(*d.missed, d.missed_by_source, source).Increment();
+      by_source(d, *d.missed, d.missed_by_source, source).Increment();
       break;
     case schema::Action::WOULD_KILL:
-      by_source(*d.would_kill, d.would_kill_by_source, source).Increment();
+      by_source(d, *d.would_kill, d.would_kill_by_source, source).Increment();
       break;
     case schema::Action::ERROR:
       d.errors->Increment();
@@ -201,6 +230,7 @@ bool ExporterMetrics::on_publisher(std::string_view kind, std::string_view stage
   if (it == publisher_of_stage_.end()) {
     if (publisher_of_stage_.size() >= kMaxPublishers) publisher_of_stage_.erase(publisher_of_stage_.begin());
     publisher_of_stage_.emplace(key, std::string(publisher_id));
+    if (kind == "enforcer") touch_detector(stage);
   } else if (it->second != publisher_id) {
     // Stats are cumulative per publisher id: the old id's baseline means nothing now.
     stats_baseline_.erase(it->second);
@@ -238,7 +268,13 @@ void ExporterMetrics::on_stats(std::string_view kind, std::string_view stage, st
   }
   auto& baseline = b->second;
   std::string kind_token = metric_token(kind);
-  for (auto counter : stats.getCounters()) {
+  // Only the first kMaxCountersPerPublisher are looked at: a hostile message can claim
+  // millions of (zero-sized) list elements in a few bytes, and walking them all would
+  // stall the loop even though none of them would be exported.
+  auto counters = stats.getCounters();
+  unsigned limit = std::min<unsigned>(counters.size(), static_cast<unsigned>(kMaxCountersPerPublisher));
+  for (unsigned i = 0; i < limit; ++i) {
+    auto counter = counters[i];
     auto name = view(counter.getName());
     uint64_t value = counter.getValue();
     auto prev = baseline.find(name);

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "cryptnono/caps.h"
+#include "cryptnono/clock.h"
 #include "cryptnono/transport.h"
 #include "enforcer_test_util.h"
 
@@ -97,9 +98,204 @@ TEST_F(EnforcerBinary, ABadConfigIsOneLineOnStderrAndANonZeroExit) {
 }
 
 TEST_F(EnforcerBinary, AnUnknownDetectorIsRefused) {
-  auto r = run({"--check", "--detector", "monero"}, dir_);
+  auto r = run({"--check", "--detector", "tcpdump"}, dir_);
   ASSERT_TRUE(WIFEXITED(r.status));
   EXPECT_NE(WEXITSTATUS(r.status), 0);
+}
+
+TEST_F(EnforcerBinary, CheckPrintsOneLineForEachDetector) {
+  auto monero = run({"--check", "--detector", "monero"}, dir_);
+  ASSERT_TRUE(WIFEXITED(monero.status));
+  EXPECT_EQ(WEXITSTATUS(monero.status), 0);
+  EXPECT_EQ(monero.out, "ok: monero: kills the processes the FPU probe reports (rule rounding-mode)\n");
+
+  std::filesystem::create_directories(dir_ + "/banned");
+  testing::write_file(dir_ + "/banned/a.txt", "# pools\n1.2.3.4\n10.0.0.0/8\n2001:db8::/32\n");
+  testing::write_file(dir_ + "/banned/b.txt", "\n5.6.7.8 # x\n10.0.0.1/8\nbogus\n");
+  auto flow = run({"--check", "--detector", "flowkiller", "--banned-ips", dir_ + "/banned/*.txt", "--banned-ips",
+                   dir_ + "/absent/*", "--unique-destinations-threshold", "20", "--lookback-duration-seconds", "7.5"},
+                  dir_);
+  ASSERT_TRUE(WIFEXITED(flow.status));
+  EXPECT_EQ(WEXITSTATUS(flow.status), 0) << flow.err;  // bad lines are reported, not fatal
+  EXPECT_EQ(flow.out,
+            "ok: flowkiller: 4 banned destinations from 2 files (2 bad lines); fan-out: more than 20 unique public "
+            "destinations in 7.5 s\n");
+  EXPECT_NE(flow.err.find(dir_ + "/banned/b.txt:3: host bits set (the network is 10.0.0.0/8)"), std::string::npos)
+      << flow.err;
+  EXPECT_NE(flow.err.find(dir_ + "/banned/b.txt:4: not an IPv4 or IPv6 address: \"bogus\""), std::string::npos);
+  EXPECT_NE(flow.err.find(dir_ + "/absent/*: matches no file"), std::string::npos);
+
+  auto bare = run({"--check", "--detector", "flowkiller"}, dir_);
+  EXPECT_EQ(bare.out,
+            "ok: flowkiller: 0 banned destinations from 0 files (0 bad lines); fan-out: more than 15 unique public "
+            "destinations in 30 s\n");
+}
+
+TEST_F(EnforcerBinary, BadOrMisplacedFlagsExitNonZero) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--check", "--detector", "monero", "--banned-ips", "/x/*"},
+      {"--check", "--detector", "execwhacker", "--unique-destinations-threshold", "3"},
+      {"--check", "--detector", "monero", "--config", "/x.json"},
+      {"--check", "--detector", "flowkiller", "--unique-destinations-threshold", "0"},
+      {"--check", "--detector", "flowkiller", "--lookback-duration-seconds", "-1"},
+      {"--check", "--detector", "flowkiller", "--unique-destinations-threshold", "500"},  // > per-process bound
+      {"--check", "--detector", "flowkiller", "--max-tracked-processes", "0"},
+  };
+  for (const auto& args : cases) {
+    auto r = run(args, dir_);
+    ASSERT_TRUE(WIFEXITED(r.status));
+    EXPECT_NE(WEXITSTATUS(r.status), 0) << args[3];
+    EXPECT_EQ(r.out, "");
+    EXPECT_FALSE(r.err.empty());
+  }
+}
+
+// The real binary as a child, with the test as its collector.
+class DetectorBinary : public EnforcerBinary {
+ protected:
+  void launch(std::vector<std::string> extra) {
+    collector_ep_ = "ipc://" + dir_ + "/collector.sock";
+    decision_ep_ = "ipc://" + dir_ + "/detector.sock";
+    auto pub = Publisher::bind(ctx_, collector_ep_, "n", "collector", "collector");
+    ASSERT_TRUE(pub);
+    collector_ = std::move(*pub);
+    std::vector<std::string> args = {CRYPTNONO_ENFORCER_BINARY, "--connect", collector_ep_, "--bind", decision_ep_,
+                                     "--log-level", "warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&enforcer_, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+    auto sub = Subscriber::connect(ctx_, {decision_ep_}, {"decision"});
+    ASSERT_TRUE(sub);
+    sub_ = std::move(*sub);
+  }
+  void TearDown() override {
+    if (enforcer_ > 0) {
+      ::kill(enforcer_, SIGKILL);
+      waitpid(enforcer_, nullptr, 0);
+    }
+    EnforcerBinary::TearDown();
+  }
+  int stop() {
+    ::kill(enforcer_, SIGTERM);
+    int status = 0;
+    waitpid(enforcer_, &status, 0);
+    enforcer_ = -1;
+    return status;
+  }
+  void publish_fpu(pid_t pid, uint64_t start) {
+    capnp::MallocMessageBuilder mb;
+    testing::fill_fpu_event(collector_->begin(mb, "fpu").getBody().initFpu(), pid, start);
+    collector_->send("fpu", mb);
+  }
+  void publish_connect(pid_t pid, uint64_t start, const std::string& dest, uint16_t port) {
+    capnp::MallocMessageBuilder mb;
+    testing::fill_connect_event(collector_->begin(mb, "connect").getBody().initConnect(), pid, start, dest, port);
+    collector_->send("connect", mb);
+  }
+  // The action and rule of the next decision about `pid`; action -1 on timeout.
+  std::pair<int, std::string> await(pid_t pid, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    Received rx;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (sub_->wait(-1, 20) != Subscriber::Wait::kMessage) continue;
+      while (sub_->try_receive(rx)) {
+        auto env = rx.envelope();
+        if (env && env->getBody().isDecision() &&
+            env->getBody().getDecision().getEvent().getPid() == static_cast<uint32_t>(pid)) {
+          auto d = env->getBody().getDecision();
+          return {static_cast<int>(d.getAction()), d.getRule().cStr()};
+        }
+      }
+    }
+    return {-1, ""};
+  }
+  // Harmless events (our own pid with a start time that is not ours, or a private
+  // destination) until the binary answers.
+  bool handshake(bool fpu) {
+    for (int i = 0; i < 300; ++i) {
+      if (fpu)
+        publish_fpu(getpid(), 1);
+      else
+        publish_connect(getpid(), 1, "10.9.9.9", 9);
+      if (await(getpid(), 50ms).first >= 0) return true;
+    }
+    return false;
+  }
+
+  zmq::context_t ctx_;
+  std::string collector_ep_, decision_ep_;
+  std::unique_ptr<Publisher> collector_;
+  std::unique_ptr<Subscriber> sub_;
+  pid_t enforcer_ = -1;
+};
+
+TEST_F(DetectorBinary, MoneroKillsTheNamedProcessAndMissesAnotherStartTime) {
+  launch({"--detector", "monero"});
+  ASSERT_TRUE(handshake(true)) << "the enforcer binary never answered";
+  Child spared(dir_, testing::random_token());
+  publish_fpu(spared.pid(), spared.start_boot_ns() + 5 * (1'000'000'000ull / clock_ticks_per_second()));
+  EXPECT_EQ(await(spared.pid(), 10s), std::make_pair(static_cast<int>(schema::Action::MISSED_KILL), std::string("rounding-mode")));
+  EXPECT_TRUE(spared.alive());
+
+  Child target(dir_, testing::random_token());
+  publish_fpu(target.pid(), target.start_boot_ns());
+  EXPECT_EQ(await(target.pid(), 10s).first, static_cast<int>(schema::Action::KILLED));
+  int status = target.wait_for_exit();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(spared.alive());
+
+  status = stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(DetectorBinary, FlowkillerKillsBannedAndFanOutAndReloadsOnSighup) {
+  std::string prefix = testing::random_loopback_prefix();
+  std::filesystem::create_directories(dir_ + "/banned");
+  std::string list = dir_ + "/banned/list.txt";
+  testing::write_file(list, prefix + ".0/25\n");
+  // A hard link outside the watched directory: changing the file through it makes no
+  // event there, so only SIGHUP can make the enforcer notice.
+  std::string back_door = dir_ + "/hardlink.txt";
+  std::filesystem::create_hard_link(list, back_door);
+  launch({"--detector", "flowkiller", "--banned-ips", dir_ + "/banned/*.txt", "--unique-destinations-threshold", "2",
+          "--count-all-destinations"});
+  ASSERT_TRUE(handshake(false)) << "the enforcer binary never answered";
+
+  {
+    Child child(dir_, testing::random_token());
+    publish_connect(child.pid(), child.start_boot_ns(), prefix + ".100", 3333);
+    EXPECT_EQ(await(child.pid(), 10s), std::make_pair(static_cast<int>(schema::Action::KILLED), std::string("banned")));
+    EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+  }
+  {
+    Child child(dir_, testing::random_token());
+    for (int i = 0; i < 2; ++i) {
+      publish_connect(child.pid(), child.start_boot_ns(), prefix + ".200", static_cast<uint16_t>(1000 + i));
+      EXPECT_EQ(await(child.pid(), 10s).first, static_cast<int>(schema::Action::NO_MATCH));
+    }
+    EXPECT_TRUE(child.alive());
+    publish_connect(child.pid(), child.start_boot_ns(), prefix + ".201", 1000);
+    EXPECT_EQ(await(child.pid(), 10s), std::make_pair(static_cast<int>(schema::Action::KILLED), std::string("fanout")));
+    EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+  }
+
+  testing::write_file(back_door, prefix + ".128/25\n");
+  bool killed = false;
+  ASSERT_EQ(::kill(enforcer_, SIGHUP), 0);
+  for (int attempt = 0; attempt < 100 && !killed; ++attempt) {
+    Child child(dir_, testing::random_token());
+    publish_connect(child.pid(), child.start_boot_ns(), prefix + ".250", 80);
+    killed = await(child.pid(), 5s).first == static_cast<int>(schema::Action::KILLED);
+    if (!killed) std::this_thread::sleep_for(50ms);  // the reload is asynchronous
+  }
+  EXPECT_TRUE(killed) << "SIGHUP did not reload the banned list";
+
+  int status = stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_F(EnforcerBinary, KillsReloadsOnSighupAndExitsZeroOnSigterm) {

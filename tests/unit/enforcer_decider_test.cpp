@@ -12,49 +12,7 @@ namespace {
 
 using namespace std::string_literals;
 
-class FakeKiller : public Killer {
- public:
-  struct Calls {
-    int opens = 0;
-    int reads = 0;
-    int kills = 0;
-    pid_t pid = 0;
-    uint64_t start = 0;
-  };
-  KillOutcome open_outcome{KillStatus::kOk, {}};
-  KillOutcome read_outcome{KillStatus::kOk, {}};
-  KillOutcome kill_outcome{KillStatus::kOk, {}};
-  std::string proc_argv;
-  Calls calls;
-
-  Opened open(pid_t pid, uint64_t start_boot_ns) override {
-    ++calls.opens;
-    calls.pid = pid;
-    calls.start = start_boot_ns;
-    Opened o;
-    o.outcome = open_outcome;
-    if (open_outcome.status == KillStatus::kOk) o.target = std::make_unique<FakeTarget>(*this);
-    return o;
-  }
-
- private:
-  class FakeTarget : public Target {
-   public:
-    explicit FakeTarget(FakeKiller& k) : k_(k) {}
-    KillOutcome read_cmdline(std::string& out) override {
-      ++k_.calls.reads;
-      if (k_.read_outcome.status == KillStatus::kOk) out = k_.proc_argv;
-      return k_.read_outcome;
-    }
-    KillOutcome kill() override {
-      ++k_.calls.kills;
-      return k_.kill_outcome;
-    }
-
-   private:
-    FakeKiller& k_;
-  };
-};
+using testing::FakeKiller;
 
 class DeciderTest : public ::testing::Test {
  protected:

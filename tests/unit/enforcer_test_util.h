@@ -1,7 +1,8 @@
 // Helpers shared by the enforcer tests: unique random strings, real child processes,
-// temp directories and ExecEvent messages.
+// temp directories, ExecEvent messages and a fake Killer.
 #pragma once
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <capnp/message.h>
 
 #include "cryptnono.capnp.h"
+#include "cryptnono/enforcer/killer.h"
 #include "cryptnono/proc.h"
 
 extern char** environ;
@@ -152,5 +154,90 @@ inline void fill_event(schema::ExecEvent::Builder ev, const EventSpec& spec) {
   ev.setArgvFullLength(spec.full_length != 0 ? spec.full_length : static_cast<uint32_t>(spec.argv.size()));
   ev.setCgroupName("test/cgroup");
 }
+
+// An FpuEvent naming the process (pid, start time) as the collector's probe would.
+inline void fill_fpu_event(schema::FpuEvent::Builder ev, pid_t pid, uint64_t start_boot_ns) {
+  ev.setPid(static_cast<uint32_t>(pid));
+  ev.setTgid(static_cast<uint32_t>(pid));
+  ev.setPpid(static_cast<uint32_t>(getpid()));
+  ev.setUid(getuid());
+  ev.setStartBootNs(start_boot_ns);
+  ev.setComm("sleep");
+  ev.setCgroupName("test/cgroup");
+  ev.setMxcsr(0x3f80);  // round down
+  ev.setCount(64);
+  ev.setThreshold(64);
+  ev.setFirstBootNs(start_boot_ns + 1);
+  ev.setEventBootNs(start_boot_ns + 2);
+}
+
+// A ConnectEvent of the process (pid, start time) to destination:port ("1.2.3.4" or "::1").
+inline void fill_connect_event(schema::ConnectEvent::Builder ev, pid_t pid, uint64_t start_boot_ns,
+                               const std::string& destination, uint16_t port) {
+  ev.setPid(static_cast<uint32_t>(pid));
+  ev.setTgid(static_cast<uint32_t>(pid));
+  ev.setPpid(static_cast<uint32_t>(getpid()));
+  ev.setUid(getuid());
+  ev.setStartBootNs(start_boot_ns);
+  ev.setComm("sleep");
+  ev.setCgroupName("test/cgroup");
+  uint8_t bytes[16] = {};
+  bool v6 = destination.find(':') != std::string::npos;
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, destination.c_str(), bytes) != 1) return;
+  ev.setFamily(v6 ? schema::AddressFamily::IPV6 : schema::AddressFamily::IPV4);
+  ev.setDestination(kj::arrayPtr(bytes, v6 ? 16 : 4));
+  ev.setDestinationPort(port);
+}
+
+// "127.<a>.<b>": a random loopback /24 prefix, so that every test bans its own addresses.
+inline std::string random_loopback_prefix() {
+  std::random_device rd;
+  return "127." + std::to_string(100 + rd() % 150) + "." + std::to_string(rd() % 256);
+}
+
+// A Killer that touches no process: each call is counted and answers what the test set.
+class FakeKiller : public Killer {
+ public:
+  struct Calls {
+    int opens = 0;
+    int reads = 0;
+    int kills = 0;
+    pid_t pid = 0;
+    uint64_t start = 0;
+  };
+  KillOutcome open_outcome{KillStatus::kOk, {}};
+  KillOutcome read_outcome{KillStatus::kOk, {}};
+  KillOutcome kill_outcome{KillStatus::kOk, {}};
+  std::string proc_argv;
+  Calls calls;
+
+  Opened open(pid_t pid, uint64_t start_boot_ns) override {
+    ++calls.opens;
+    calls.pid = pid;
+    calls.start = start_boot_ns;
+    Opened o;
+    o.outcome = open_outcome;
+    if (open_outcome.status == KillStatus::kOk) o.target = std::make_unique<FakeTarget>(*this);
+    return o;
+  }
+
+ private:
+  class FakeTarget : public Target {
+   public:
+    explicit FakeTarget(FakeKiller& k) : k_(k) {}
+    KillOutcome read_cmdline(std::string& out) override {
+      ++k_.calls.reads;
+      if (k_.read_outcome.status == KillStatus::kOk) out = k_.proc_argv;
+      return k_.read_outcome;
+    }
+    KillOutcome kill() override {
+      ++k_.calls.kills;
+      return k_.kill_outcome;
+    }
+
+   private:
+    FakeKiller& k_;
+  };
+};
 
 }  // namespace cryptnono::enforcer::testing

@@ -1,6 +1,7 @@
 // json_view and the exporter's decision line: every message, however hostile its bytes,
 // must become exactly one line of valid JSON with the fields cryptnono users read.
 #include <cstring>
+#include <functional>
 #include <random>
 #include <regex>
 #include <string>
@@ -228,6 +229,105 @@ TEST(DecisionLine, TwoMebibyteHostileCmdlineGivesOneValidLine) {
   auto parsed = parse_one_line(line);
   EXPECT_GE(parsed["cmdline"].get<std::string>().size(), 1u << 20);
   EXPECT_EQ(parsed["action"], "killed");
+}
+
+// A flowkiller or monero decision as their enforcers build them.
+Json detector_line(const std::function<void(schema::Decision::Builder)>& fill) {
+  capnp::MallocMessageBuilder mb;
+  build_decision(mb, DecisionSpec{});
+  auto env = mb.getRoot<schema::Envelope>();
+  auto d = env.getBody().getDecision();
+  d.getEvent().setExecBootNs(0);
+  fill(d);
+  auto reader = env.asReader();
+  auto container = exporter::parse_cgroup(reader.getBody().getDecision().getEvent().getCgroupName().cStr());
+  return exporter::decision_line(reader, reader.getBody().getDecision(), container, Enrichment{});
+}
+
+void set_destination(schema::ConnectEvent::Builder c, std::vector<uint8_t> bytes, uint16_t port) {
+  c.setDestination(kj::arrayPtr(bytes.data(), bytes.size()));
+  c.setDestinationPort(port);
+}
+
+TEST(DecisionLine, ConnectDecisionsSayDestinationRuleAndUniqueDestinations) {
+  auto fanout = parse_one_line(dump_line(detector_line([](schema::Decision::Builder d) {
+    d.setDetector("flowkiller");
+    d.setRule("fanout");
+    d.setUniqueDestinations(16);
+    set_destination(d.initConnect(), {1, 2, 3, 4}, 443);
+  })));
+  EXPECT_EQ(fanout["destination"], "1.2.3.4:443");
+  EXPECT_EQ(fanout["rule"], "fanout");
+  EXPECT_EQ(fanout["unique_destinations"], 16);
+  EXPECT_EQ(fanout["detector"], "flowkiller");
+  EXPECT_EQ(fanout["pid"], 23933);  // the existing fields stay
+  EXPECT_FALSE(fanout.contains("exec_to_decision_us"));
+  EXPECT_FALSE(fanout.contains("fpu_switches"));
+
+  std::vector<uint8_t> v6 = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  auto banned = parse_one_line(dump_line(detector_line([&](schema::Decision::Builder d) {
+    d.setRule("banned");
+    d.setUniqueDestinations(0);
+    set_destination(d.initConnect(), v6, 8443);
+  })));
+  EXPECT_EQ(banned["destination"], "[2001:db8::1]:8443");
+  EXPECT_EQ(banned["rule"], "banned");
+  EXPECT_FALSE(banned.contains("unique_destinations"));
+
+  auto no_match = parse_one_line(dump_line(detector_line([](schema::Decision::Builder d) {
+    d.setAction(schema::Action::NO_MATCH);
+    set_destination(d.initConnect(), {10, 0, 0, 1}, 5432);
+  })));
+  EXPECT_EQ(no_match["destination"], "10.0.0.1:5432");
+  EXPECT_FALSE(no_match.contains("rule"));
+
+  auto malformed = parse_one_line(dump_line(detector_line([](schema::Decision::Builder d) {
+    set_destination(d.initConnect(), {1, 2, 3}, 1);
+  })));
+  EXPECT_EQ(malformed["destination"], "?:1");
+}
+
+TEST(DecisionLine, FpuDecisionsSayTheSwitchesAndMxcsr) {
+  auto line = parse_one_line(dump_line(detector_line([](schema::Decision::Builder d) {
+    d.setDetector("monero");
+    d.setRule("rounding-mode");
+    auto fpu = d.initFpu();
+    fpu.setCount(200);
+    fpu.setMxcsr(0x7f80);
+  })));
+  EXPECT_EQ(line["fpu_switches"], 200);
+  EXPECT_EQ(line["mxcsr"], "0x7f80");
+  EXPECT_EQ(line["rule"], "rounding-mode");
+  EXPECT_FALSE(line.contains("destination"));
+}
+
+TEST(DecisionLine, ExecDecisionsGetNoneOfTheDetectorFields) {
+  auto parsed = parse_one_line(dump_line(line_for(DecisionSpec{})));
+  for (const char* key : {"rule", "destination", "unique_destinations", "fpu_switches", "mxcsr"})
+    EXPECT_FALSE(parsed.contains(key)) << key;
+}
+
+TEST(DecisionLine, HostileBytesInConnectAndFpuDecisionsGiveOneValidLine) {
+  std::string hostile;
+  for (int b = 0; b < 256; ++b) hostile.push_back(static_cast<char>(b));
+  hostile += "\n{\"injected\": true}\n\xff\xfe";
+  for (bool connect : {true, false}) {
+    auto line = dump_line(detector_line([&](schema::Decision::Builder d) {
+      d.setCmdline(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hostile.data()), hostile.size()));
+      d.setRule(capnp::Text::Reader(hostile.data(), hostile.size()));
+      d.setMatched(capnp::Text::Reader(hostile.data(), hostile.size()));
+      d.getEvent().setComm(capnp::Text::Reader(hostile.data(), hostile.size()));
+      if (connect) {
+        auto c = d.initConnect();
+        set_destination(c, {1, 2, 3, 4}, 80);
+        c.setComm(capnp::Text::Reader(hostile.data(), hostile.size()));
+      } else {
+        d.initFpu().setComm(capnp::Text::Reader(hostile.data(), hostile.size()));
+      }
+    }));
+    auto parsed = parse_one_line(line);
+    EXPECT_EQ(parsed["cmdline"].get<std::string>().substr(0, 128), hostile.substr(0, 128));
+  }
 }
 
 TEST(JsonView, EnvelopeHasEveryFieldOfEveryBodyKind) {

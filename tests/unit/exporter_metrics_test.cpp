@@ -87,6 +87,93 @@ TEST(ExporterMetrics, DefaultDetectorSeriesExistAtZeroAndOtherDetectorsGetTheirO
   EXPECT_EQ(metric_value(text, "np_flow_killer____x_processes_killed_total", {{"source", "flow"}}), 1.0);
 }
 
+void decide_rule(ExporterMetrics& m, const std::string& detector, schema::Action action, const std::string& rule,
+                 const std::string& reason = "") {
+  capnp::MallocMessageBuilder mb;
+  auto d = mb.initRoot<schema::Decision>();
+  d.setDetector(detector);
+  d.setAction(action);
+  d.setSource(detector + ".bpf");
+  if (!rule.empty()) d.setRule(rule);
+  d.setReason(reason);
+  d.initEvent().setExecBootNs(0);  // these detectors judge no exec
+  d.setKilledBootNs(action == schema::Action::KILLED ? 5'000'000 : 0);
+  m.on_decision(d.asReader());
+}
+
+TEST(ExporterMetrics, MoneroAndFlowkillerUseCryptnonoNamesAndAppearWithTheirEnforcer) {
+  ExporterMetrics m("cryptnono");
+  auto text = m.serialize();
+  EXPECT_FALSE(metric_value(text, "cryptnono_flowkiller_connects_checked_total"));
+  EXPECT_FALSE(metric_value(text, "cryptnono_monero_processes_checked_total"));
+
+  // The first message of each enforcer makes its series, at zero.
+  m.on_publisher("enforcer", "flowkiller", "enforcer/flowkiller/aa", 1.0);
+  m.on_publisher("enforcer", "monero", "enforcer/monero/bb", 1.0);
+  text = m.serialize();
+  EXPECT_EQ(metric_value(text, "cryptnono_flowkiller_connects_checked_total"), 0.0);
+  for (const char* rule : {"banned", "fanout"}) {
+    EXPECT_EQ(metric_value(text, "cryptnono_flowkiller_processes_killed_total", {{"reason", rule}}), 0.0) << rule;
+    EXPECT_EQ(metric_value(text, "cryptnono_flowkiller_processes_missed_total", {{"reason", rule}}), 0.0) << rule;
+  }
+  for (const char* name : {"checked", "killed", "missed"})
+    EXPECT_EQ(metric_value(text, std::string("cryptnono_monero_processes_") + name + "_total", {{"source", "monero.bpf"}}),
+              0.0)
+        << name;
+
+  for (int i = 0; i < 3; ++i) decide_rule(m, "flowkiller", schema::Action::NO_MATCH, "");
+  decide_rule(m, "flowkiller", schema::Action::KILLED, "banned");
+  decide_rule(m, "flowkiller", schema::Action::KILLED, "fanout");
+  decide_rule(m, "flowkiller", schema::Action::KILLED, "fanout");
+  decide_rule(m, "flowkiller", schema::Action::MISSED_KILL, "banned", "process exited; destination ...");
+  decide_rule(m, "flowkiller", schema::Action::WOULD_KILL, "fanout");
+  decide_rule(m, "flowkiller", schema::Action::SPARED, "banned", "protected: pid 1; destination 1.2.3.4 is banned");
+  decide_rule(m, "flowkiller", schema::Action::ERROR, "", "destination is 5 bytes (4 or 16 expected)");
+  decide_rule(m, "monero", schema::Action::KILLED, "rounding-mode");
+  decide_rule(m, "monero", schema::Action::MISSED_KILL, "rounding-mode", "pid reused (start time differs)");
+  decide_rule(m, "monero", schema::Action::SPARED, "rounding-mode", "protected: the enforcer itself");
+  text = m.serialize();
+  auto v = [&](const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    return metric_value(text, name, labels).value_or(-1);
+  };
+  EXPECT_EQ(v("cryptnono_flowkiller_connects_checked_total"), 10);
+  EXPECT_EQ(v("cryptnono_flowkiller_processes_killed_total", {{"reason", "banned"}}), 1);
+  EXPECT_EQ(v("cryptnono_flowkiller_processes_killed_total", {{"reason", "fanout"}}), 2);
+  EXPECT_EQ(v("cryptnono_flowkiller_processes_missed_total", {{"reason", "banned"}}), 1);
+  EXPECT_EQ(v("cryptnono_flowkiller_processes_missed_total", {{"reason", "fanout"}}), 0);
+  EXPECT_EQ(v("cryptnono_flowkiller_processes_would_kill_total", {{"reason", "fanout"}}), 1);
+  EXPECT_EQ(v("cryptnono_flowkiller_processes_allowed_total", {{"reason", "banned"}, {"allowedby", "protected"}}), 1);
+  EXPECT_EQ(v("cryptnono_flowkiller_unexpected_errors_total"), 1);
+  // The flowkiller counts connects, not processes, and has no exec to time from.
+  EXPECT_FALSE(metric_value(text, "cryptnono_flowkiller_processes_checked_total"));
+  EXPECT_FALSE(metric_value(text, "cryptnono_flowkiller_exec_to_kill_seconds_count"));
+  EXPECT_EQ(text.find("cryptnono_flowkiller_processes_killed_total{source"), std::string::npos);
+
+  EXPECT_EQ(v("cryptnono_monero_processes_checked_total", {{"source", "monero.bpf"}}), 3);
+  EXPECT_EQ(v("cryptnono_monero_processes_killed_total", {{"source", "monero.bpf"}}), 1);
+  EXPECT_EQ(v("cryptnono_monero_processes_missed_total", {{"source", "monero.bpf"}}), 1);
+  EXPECT_EQ(v("cryptnono_monero_processes_allowed_total", {{"source", "monero.bpf"}, {"allowedby", "protected"}}), 1);
+  // execwhacker's are untouched.
+  EXPECT_EQ(v("cryptnono_execwhacker_processes_killed_total"), 0);
+
+  // The prefix stays configurable for the new names too.
+  ExporterMetrics np("np");
+  decide_rule(np, "flowkiller", schema::Action::KILLED, "banned");
+  EXPECT_EQ(metric_value(np.serialize(), "np_flowkiller_processes_killed_total", {{"reason", "banned"}}), 1.0);
+  EXPECT_EQ(metric_value(np.serialize(), "np_flowkiller_connects_checked_total"), 1.0);
+}
+
+TEST(ExporterMetrics, FlowkillerReasonLabelsAreBounded) {
+  ExporterMetrics m("cryptnono");
+  for (int i = 0; i < 600; ++i) decide_rule(m, "flowkiller", schema::Action::KILLED, "rule" + std::to_string(i));
+  auto text = m.serialize();
+  size_t series = 0;
+  for (size_t pos = 0; (pos = text.find("cryptnono_flowkiller_processes_killed_total{", pos)) != std::string::npos; ++pos)
+    ++series;
+  EXPECT_LE(series, kMaxSeries + 1);
+  EXPECT_EQ(metric_value(text, "cryptnono_flowkiller_processes_killed_total"), 600.0);
+}
+
 TEST(ExporterMetrics, StatsCountersAddDeltasAndRestartsStartFresh) {
   ExporterMetrics m("cryptnono");
   const std::string first = "enforcer/execwhacker/aaaa";

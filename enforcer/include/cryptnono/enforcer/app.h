@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "cryptnono/enforcer/address.h"
+#include "cryptnono/enforcer/flowkiller.h"
 #include "cryptnono/enforcer/matcher.h"
+#include "cryptnono/enforcer/watcher.h"
 #include "cryptnono/result.h"
 
 namespace cryptnono::enforcer {
@@ -14,10 +17,13 @@ namespace cryptnono::enforcer {
 inline constexpr const char* kEmbeddedConfigName = "<embedded default config>";
 
 struct Config {
-  std::string detector = "execwhacker";
-  std::vector<std::string> configs;  // empty: the embedded default config
+  std::string detector = "execwhacker";  // execwhacker, monero or flowkiller
+  std::vector<std::string> configs;  // execwhacker; empty: the embedded default config
   std::vector<std::string> connect = {"ipc:///run/cryptnono/collector.sock"};
-  std::string bind = "ipc:///run/cryptnono/execwhacker.sock";
+  std::string bind;  // empty: ipc:///run/cryptnono/<detector>.sock
+  // flowkiller
+  std::vector<std::string> banned_ips;  // glob patterns of banned-destination files
+  FlowkillerOptions flowkiller;
   bool dry_run = false;
   std::string node;  // empty: $NODE_NAME, else the hostname
   double stats_interval_seconds = 5;
@@ -38,5 +44,26 @@ Result<LoadedRules> load_rules(const std::vector<std::string>& paths);
 
 // "ok: 3 banned strings, 1 allowed patterns from a.json, b.json"
 std::string check_line(const LoadedRules& rules);
+
+// The default --bind of a detector.
+std::string default_bind(const std::string& detector);
+
+// The flowkiller's banned destinations, as read from the files the patterns match.
+struct LoadedBanned {
+  std::shared_ptr<const BannedSet> set;
+  BannedList list;                    // entries, bad lines ("file:line: reason"), files
+  std::vector<std::string> warnings;  // patterns that match nothing
+  FileSnapshot snapshot;              // what was read, for the watcher
+};
+
+// Builds the banned set from a snapshot (bad lines are reported in list.errors, never
+// fatal).
+LoadedBanned build_banned(FileSnapshot snapshot);
+// Expands the patterns, reads and parses the files. Only an unreadable file is an error.
+Result<LoadedBanned> load_banned(const std::vector<std::string>& patterns);
+
+// "ok: flowkiller: 12 banned destinations from 2 files (1 bad line); fan-out: more than
+// 15 unique public destinations in 30 s"
+std::string check_line(const LoadedBanned& banned, const FlowkillerOptions& options);
 
 }  // namespace cryptnono::enforcer

@@ -1,11 +1,13 @@
-// The enforcer's event loop: receive an exec event, decide, kill, publish the decision,
-// in that order, on one thread. It blocks in Subscriber::wait with an epoll fd as the
-// extra fd (a wake-up eventfd, the stats timerfd and the caller's stop fd), so there is
-// no timed polling on the event path.
+// The enforcer's event loop: receive an event, let the detector decide (and kill), publish
+// the decision, in that order, on one thread. It blocks in Subscriber::wait with an epoll
+// fd as the extra fd (a wake-up eventfd, the stats timerfd and the caller's stop fd), so
+// there is no timed polling on the event path. The detector (execwhacker, monero,
+// flowkiller; see detector.h) says which topic is judged and how.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,16 +18,15 @@
 #include <zmq.hpp>
 
 #include "cryptnono/enforcer/decider.h"
+#include "cryptnono/enforcer/detector.h"
 #include "cryptnono/enforcer/killer.h"
 #include "cryptnono/enforcer/matcher.h"
 #include "cryptnono/transport.h"
 
 namespace cryptnono::enforcer {
 
-inline constexpr const char* kDetector = "execwhacker";
-
 struct EnforcerOptions {
-  std::vector<std::string> connect;  // collector endpoints (topic "exec")
+  std::vector<std::string> connect;  // collector endpoints (the detector's topic)
   std::string bind;                  // where decisions and stats are published
   std::string node;
   bool dry_run = false;
@@ -34,7 +35,11 @@ struct EnforcerOptions {
 
 class Enforcer {
  public:
-  // Binds the publisher and connects the subscriber. `killer` must outlive the Enforcer.
+  // Binds the publisher and connects the subscriber for `detector`.
+  static Result<std::unique_ptr<Enforcer>> create(zmq::context_t& ctx, const EnforcerOptions& options,
+                                                  std::unique_ptr<Detector> detector,
+                                                  std::shared_ptr<spdlog::logger> log);
+  // The execwhacker detector with `matcher`. `killer` must outlive the Enforcer.
   static Result<std::unique_ptr<Enforcer>> create(zmq::context_t& ctx, const EnforcerOptions& options,
                                                   Killer& killer, std::unique_ptr<Matcher> matcher,
                                                   std::shared_ptr<spdlog::logger> log);
@@ -46,8 +51,12 @@ class Enforcer {
 
   // The rest is thread-safe.
   void stop();
-  // Hands over a newly built matcher; the event thread swaps it in before its next event.
-  // The old one serves until then. Increments config_generation (and config_reloads).
+  // Hands over a new configuration: `update` runs on the event thread, before its next
+  // event, with the detector; the old configuration serves until then. An older update
+  // that has not run yet is dropped (it never served). Increments config_generation (and
+  // config_reloads).
+  void install_update(std::function<void(Detector&)> update);
+  // install_update for the execwhacker detector: swaps in a newly built matcher.
   void install(std::unique_ptr<Matcher> matcher);
   void count_reload_failure();
   uint64_t config_generation() const { return counters_.config_generation.load(); }
@@ -73,13 +82,12 @@ class Enforcer {
     std::atomic<uint64_t> send_drops{0};
   };
 
-  Enforcer(const EnforcerOptions& options, Killer& killer, std::unique_ptr<Matcher> matcher,
-           std::shared_ptr<spdlog::logger> log);
+  Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> detector, std::shared_ptr<spdlog::logger> log);
   Result<void> setup_fds();
   void handle(Received& received);
-  void publish_decision(const ExecView& event, const Verdict& verdict, uint64_t received_boot_ns);
+  void publish_decision(uint64_t received_boot_ns);
   void publish_stats();
-  void take_pending_matcher();
+  void take_pending_update();
   // Returns false when the loop should end.
   bool handle_control(int stop_fd, bool block);
   void count(schema::Action action);
@@ -89,9 +97,8 @@ class Enforcer {
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Subscriber> subscriber_;
   SequenceTracker tracker_;
-  Decider decider_;
-  std::unique_ptr<Matcher> matcher_;
-  uint64_t matcher_generation_ = 1;
+  std::unique_ptr<Detector> detector_;
+  uint64_t serving_generation_ = 1;  // the config generation that judges events now
   Received received_;
   kj::Array<capnp::word> first_segment_;  // reused, zeroed by MallocMessageBuilder after use
   uint64_t started_boot_ns_ = 0;
@@ -104,7 +111,7 @@ class Enforcer {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> pending_ready_{false};
   std::mutex pending_mutex_;
-  std::unique_ptr<Matcher> pending_;
+  std::function<void(Detector&)> pending_;
   uint64_t pending_generation_ = 0;
 
   Counters counters_;

@@ -7,6 +7,18 @@
 //   <p>_<detector>_processes_would_kill_total{source}    --dry-run
 //   <p>_<detector>_unexpected_errors_total               action error
 //   <p>_<detector>_exec_to_kill_seconds                  histogram, 10 us .. 1 s
+//
+// except for the flowkiller, whose names are cryptnono's tcpflowkiller's:
+//
+//   <p>_flowkiller_connects_checked_total                every connect judged
+//   <p>_flowkiller_processes_killed_total{reason}        reason = the rule: banned | fanout
+//   <p>_flowkiller_processes_missed_total{reason}
+//   <p>_flowkiller_processes_allowed_total{reason,allowedby}   spared (protection rules)
+//   <p>_flowkiller_processes_would_kill_total{reason}    --dry-run
+//   <p>_flowkiller_unexpected_errors_total
+//
+// and the rest:
+//
 //   <p>_<publisherKind>_<counter>_total{name}            each Stats counter (name = stage)
 //   <p>_publisher_restarts_total{publisher_kind}
 //   <p>_messages_lost_total{publisher_kind,topic}        sequence gaps
@@ -14,8 +26,11 @@
 //   <p>_exporter_malformed_messages_total
 //
 // Families for a detector are made the first time one of its decisions arrives, so a new
-// detector gets its metrics without a code change (execwhacker's exist from the start, at
-// zero, so dashboards and alerts see them before the first kill).
+// detector gets its metrics without a code change. execwhacker's exist from the start, at
+// zero, so dashboards and alerts see them before the first kill; monero's
+// (source="monero.bpf") and flowkiller's (reason="banned"/"fanout") from the first
+// message of their enforcer (its stats come every few seconds), so a node that does not
+// run them shows none.
 //
 // Everything that reaches a metric name or label comes off the wire, so it is bounded:
 // name parts are reduced to [a-zA-Z0-9_], label values to valid UTF-8 of at most 200
@@ -83,19 +98,24 @@ class ExporterMetrics {
  private:
   using CounterCache = std::map<std::string, prometheus::Counter*, std::less<>>;
   struct Detector {
+    std::string label;  // the per-detector label: "source", or "reason" for the flowkiller
+    prometheus::Counter* connects_checked = nullptr;  // flowkiller: instead of `checked`
     prometheus::Family<prometheus::Counter>* checked = nullptr;
     prometheus::Family<prometheus::Counter>* killed = nullptr;
     prometheus::Family<prometheus::Counter>* missed = nullptr;
     prometheus::Family<prometheus::Counter>* allowed = nullptr;
     prometheus::Family<prometheus::Counter>* would_kill = nullptr;
     prometheus::Counter* errors = nullptr;
-    prometheus::Histogram* exec_to_kill = nullptr;
+    prometheus::Histogram* exec_to_kill = nullptr;  // not for the flowkiller (no exec)
     CounterCache checked_by_source, killed_by_source, missed_by_source, allowed_by_key, would_kill_by_source;
   };
 
   Detector& detector(std::string_view name);
-  prometheus::Counter& by_source(prometheus::Family<prometheus::Counter>& family, CounterCache& cache,
-                                 std::string_view source);
+  // Makes a known detector's series (at zero) when its enforcer is first heard from.
+  void touch_detector(std::string_view stage);
+  // The series of `family` whose per-detector label (d.label) is `value`.
+  prometheus::Counter& by_source(const Detector& d, prometheus::Family<prometheus::Counter>& family,
+                                 CounterCache& cache, std::string_view value);
   prometheus::Family<prometheus::Counter>& counter_family(const std::string& name, const std::string& help);
 
   std::string prefix_;

@@ -1,0 +1,58 @@
+#include "cryptnono/enforcer/execwhacker.h"
+
+#include "cryptnono/transport.h"
+
+namespace cryptnono::enforcer {
+
+namespace {
+
+std::string_view source_label(schema::Source s) {
+  return s == schema::Source::BPF ? "execwhacker.bpf" : "execwhacker.scan";
+}
+
+kj::ArrayPtr<const kj::byte> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
+}
+
+// capnp Text setters need NUL-terminated text; the views below always point at the whole
+// of a std::string (or a string literal).
+capnp::Text::Reader as_text(std::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+std::string_view ExecwhackerDetector::topic() const { return topic::kExec; }
+
+std::string ExecwhackerDetector::describe() const {
+  return std::to_string(matcher_->banned_count()) + " banned strings, " + std::to_string(matcher_->allowed_count()) +
+         " allowed patterns";
+}
+
+bool ExecwhackerDetector::read(schema::Envelope::Body::Reader body) {
+  if (!body.isExec()) return false;
+  view_ = view_of(body.getExec());
+  return true;
+}
+
+schema::Action ExecwhackerDetector::decide(uint64_t /*now_boot_ns*/) {
+  verdict_ = &decider_.decide(view_, *matcher_);
+  return verdict_->action;
+}
+
+void ExecwhackerDetector::fill(schema::Decision::Builder d) {
+  const Verdict& v = *verdict_;
+  d.setDetector(kExecwhacker);
+  d.setAction(v.action);
+  d.setSource(as_text(source_label(view_.source)));
+  bool matched = v.action != schema::Action::NO_MATCH;
+  if (!v.matched.empty()) d.setMatched(as_text(v.matched));
+  if (!v.allowed_by.empty()) d.setAllowedBy(as_text(v.allowed_by));
+  if (!v.reason.empty()) d.setReason(v.reason);
+  // noMatch decisions leave out argv and the command line to keep the volume low.
+  if (matched) d.setCmdline(as_bytes(decider_.cmdline()));
+  d.setCmdlineFromProc(v.cmdline_from_proc);
+  copy_event(view_, d.initEvent(), matched);
+  d.setDecidedBootNs(v.decided_boot_ns);
+  d.setKilledBootNs(v.killed_boot_ns);
+}
+
+}  // namespace cryptnono::enforcer
