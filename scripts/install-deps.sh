@@ -12,6 +12,8 @@ pkgs=(
   libre2-dev libvectorscan-dev libexpected-dev libcli11-dev nlohmann-json3-dev
   libcap-dev python3 procps iproute2
   python3-ahocorasick ccache
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  containerd runc busybox-static docker.io
 )
 missing=()
 for p in "${pkgs[@]}"; do

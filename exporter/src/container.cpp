@@ -106,12 +106,20 @@ ContainerRef parse_cgroup(std::string_view cgroup_name) {
   // A bare "pod<uid>" component only means a pod under a kubepods hierarchy (a truncated
   // name may have lost "kubepods" but keeps the pod's slice, which carries it).
   if (!ref.pod_uid.empty()) under_kubepods = true;
+  // From the deepest component up: the first container found is the process's own; the
+  // next different one (Docker-in-Docker: the pod's container running dockerd) is kept as
+  // the outer container. Anything above that does not matter.
   for (size_t i = parts.size(); i-- > 0;) {
     auto match = container_of_component(parts[i], i > 0 ? parts[i - 1] : std::string_view{});
     if (match.id.empty()) continue;
-    ref.container_id = std::string(match.id);
-    ref.runtime = std::string(match.runtime);
-    break;
+    if (ref.container_id.empty()) {
+      ref.container_id = std::string(match.id);
+      ref.runtime = std::string(match.runtime);
+    } else if (match.id != ref.container_id) {
+      ref.outer_container_id = std::string(match.id);
+      ref.outer_runtime = std::string(match.runtime);
+      break;
+    }
   }
   if (ref.container_id.empty()) return ref;
   if (ref.runtime == "docker") {

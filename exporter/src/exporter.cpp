@@ -22,6 +22,7 @@ namespace {
 
 constexpr uint32_t kStopTag = 1;
 constexpr uint32_t kHealthTag = 2;
+constexpr uint32_t kEnrichTag = 3;
 constexpr size_t kMaxBatch = 256;  // messages handled before looking at stop/health again
 constexpr size_t kMaxKinds = 16;   // publisher kinds tracked for /healthz
 
@@ -55,23 +56,54 @@ Result<void> validate(const Config& config) {
   bool level_ok = false;
   for (auto level : kLevels) level_ok = level_ok || config.log_level == level;
   if (!level_ok) return fail("--log-level '" + config.log_level + "' is not one of trace, debug, info, warn, error");
+  if (!config.cri_socket.empty()) {
+    if (auto path = unix_socket_path(config.cri_socket); !path) return fail("--cri-socket: " + path.error().message);
+  }
+  if (!config.docker_socket.empty()) {
+    if (auto path = unix_socket_path(config.docker_socket); !path) return fail("--docker-socket: " + path.error().message);
+  }
+  if (config.lookup_timeout_ms < 1 || config.lookup_timeout_ms > 60000) return fail("--lookup-timeout-ms must be 1..60000");
+  if (config.lookup_wait_ms < 1 || config.lookup_wait_ms > 60000) return fail("--lookup-wait-ms must be 1..60000");
+  if (config.cache_ttl_s < 1) return fail("--cache-ttl must be at least 1 s");
+  if (config.cache_size < 1 || config.cache_size > 1'000'000) return fail("--cache-size must be 1..1000000");
+  if (config.max_pending < 1 || config.max_pending > 100'000) return fail("--max-pending must be 1..100000");
   return {};
 }
 
+std::unique_ptr<Enricher> make_enricher(const Config& config, std::shared_ptr<EnrichMetrics> metrics,
+                                        std::shared_ptr<spdlog::logger> logger) {
+  std::unique_ptr<RuntimeClient> cri, docker;
+  if (auto path = unix_socket_path(config.cri_socket); !config.cri_socket.empty() && path) cri = make_cri_client(*path);
+  if (auto path = unix_socket_path(config.docker_socket); !config.docker_socket.empty() && path) {
+    docker = make_docker_client(*path);
+  }
+  if (!cri && !docker) return std::make_unique<NoopEnricher>();
+  EnricherConfig ec;
+  ec.lookup_timeout = std::chrono::milliseconds(config.lookup_timeout_ms);
+  ec.cache_ttl = std::chrono::seconds(config.cache_ttl_s);
+  ec.cache_size = config.cache_size;
+  return std::make_unique<AsyncEnricher>(std::move(cri), std::move(docker), ec, std::move(metrics), std::move(logger));
+}
+
 Exporter::Exporter(const Config& config, int output_fd, std::unique_ptr<Enricher> enricher,
-                   std::shared_ptr<spdlog::logger> logger)
+                   std::shared_ptr<spdlog::logger> logger, std::shared_ptr<EnrichMetrics> enrich_metrics)
     : config_(config),
       output_fd_(output_fd),
       enricher_(std::move(enricher)),
       logger_(std::move(logger)),
-      metrics_(std::make_unique<ExporterMetrics>(config.metrics_prefix)) {}
+      metrics_(std::make_unique<ExporterMetrics>(config.metrics_prefix)),
+      enrich_metrics_(enrich_metrics ? std::move(enrich_metrics)
+                                     : std::make_shared<EnrichMetrics>(config.metrics_prefix,
+                                                                       config.metrics_namespace_label)) {}
 
 Result<std::unique_ptr<Exporter>> Exporter::create(const Config& config, zmq::context_t& ctx, int output_fd,
                                                    std::unique_ptr<Enricher> enricher,
-                                                   std::shared_ptr<spdlog::logger> logger) {
+                                                   std::shared_ptr<spdlog::logger> logger,
+                                                   std::shared_ptr<EnrichMetrics> enrich_metrics) {
   if (auto ok = validate(config); !ok) return tl::unexpected(ok.error());
   if (!enricher) enricher = std::make_unique<NoopEnricher>();
-  std::unique_ptr<Exporter> self(new Exporter(config, output_fd, std::move(enricher), std::move(logger)));
+  std::unique_ptr<Exporter> self(
+      new Exporter(config, output_fd, std::move(enricher), std::move(logger), std::move(enrich_metrics)));
 
   self->epoll_fd_ = UniqueFd(epoll_create1(EPOLL_CLOEXEC));
   self->health_fd_ = UniqueFd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -84,6 +116,12 @@ Result<std::unique_ptr<Exporter>> Exporter::create(const Config& config, zmq::co
   if (epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_ADD, self->health_fd_.get(), &ev) != 0) {
     return fail(std::string("cannot watch the health eventfd: ") + std::strerror(errno));
   }
+  if (int fd = self->enricher_->ready_fd(); fd >= 0) {
+    ev.data.u32 = kEnrichTag;
+    if (epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      return fail(std::string("cannot watch the enricher's eventfd: ") + std::strerror(errno));
+    }
+  }
 
   auto sub = Subscriber::connect(ctx, config.connect, {std::string(topic::kDecision), std::string(topic::kStats)});
   if (!sub) return tl::unexpected(sub.error());
@@ -91,7 +129,7 @@ Result<std::unique_ptr<Exporter>> Exporter::create(const Config& config, zmq::co
 
   Exporter* raw = self.get();
   HttpHandlers handlers;
-  handlers.metrics = [raw] { return raw->metrics_->serialize(); };
+  handlers.metrics = [raw] { return raw->metrics_->serialize() + raw->enrich_metrics_->serialize(); };
   handlers.health = [raw] { return raw->health(); };
   auto server = HttpServer::start(config.metrics_address, std::move(handlers));
   if (!server) return tl::unexpected(server.error());
@@ -130,9 +168,11 @@ Result<void> Exporter::run(int stop_fd) {
     epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, stop_fd, nullptr);
   };
   Received message;
+  long timeout_ms = -1;
   for (;;) {
-    // One poll over the ZeroMQ socket and the epoll fd (stop + health); no timeout.
-    auto woke = subscriber_->wait(epoll_fd_.get(), -1);
+    // One poll over the ZeroMQ socket and the epoll fd (stop, health, enricher answers);
+    // a timeout only while decision lines wait for a lookup.
+    auto woke = subscriber_->wait(epoll_fd_.get(), timeout_ms);
     if (woke == Subscriber::Wait::kMessage) {
       for (size_t n = 0; n < kMaxBatch && !output_error_ && subscriber_->try_receive(message); ++n) {
         // Messages the subscriber discarded (not two frames, not whole words) came before
@@ -154,18 +194,58 @@ Result<void> Exporter::run(int stop_fd) {
     }
     // Checked after every wake-up (not only on kFd), so a steady stream of messages can
     // neither starve a stop request nor a health probe.
-    epoll_event events[2];
-    int ready = epoll_wait(epoll_fd_.get(), events, 2, 0);
+    epoll_event events[3];
+    int ready = epoll_wait(epoll_fd_.get(), events, 3, 0);
     bool stop = false;
     for (int i = 0; i < ready; ++i) {
       if (events[i].data.u32 == kHealthTag) answer_health();
+      if (events[i].data.u32 == kEnrichTag) enricher_->drain();
       if (events[i].data.u32 == kStopTag) stop = true;
+    }
+    // Lines that wait for a lookup go out on stop too (without their answer): none is lost.
+    timeout_ms = flush_pending(stop);
+    if (output_error_) {
+      stop_running();
+      return tl::unexpected(*output_error_);
     }
     if (stop) {
       stop_running();
       return {};
     }
   }
+}
+
+void Exporter::write_line(Json& line, const Enrichment& enrichment, std::string_view detector,
+                          std::string_view source, std::string_view action) {
+  apply_enrichment(line, enrichment);
+  auto ns = enrichment.labels.find("io.kubernetes.pod.namespace");
+  enrich_metrics_->on_written(detector, source, action, ns == enrichment.labels.end() ? "" : ns->second);
+  if (output_error_) return;
+  if (auto ok = write_json_line(output_fd_, line, line_); !ok) output_error_ = ok.error();
+}
+
+long Exporter::flush_pending(bool all) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto answer = enricher_->recheck(it->container);
+    if (!answer && !all && it->deadline > now) {
+      ++it;
+      continue;
+    }
+    Enrichment e;
+    if (answer) {
+      e = std::move(*answer);
+    } else {
+      enrich_metrics_->on_pending_timeout();
+      e.failure = all ? "exporter stopping before the runtime answered"
+                      : "no answer from the runtime within " + std::to_string(config_.lookup_wait_ms) + " ms";
+    }
+    write_line(it->line, e, it->detector, it->source, it->action);
+    it = pending_.erase(it);
+  }
+  if (pending_.empty()) return -1;
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(pending_.front().deadline - now).count();
+  return wait > 0 ? wait + 1 : 1;
 }
 
 void Exporter::handle(Received& message) {
@@ -204,10 +284,27 @@ void Exporter::handle(Received& message) {
     metrics_->on_decision(decision);
     if (!should_log(decision.getAction(), config_.log_no_match)) return;
     auto container = parse_cgroup(view(decision.getEvent().getCgroupName()));
-    auto enrichment = enricher_->enrich(container);
-    if (auto ok = write_json_line(output_fd_, decision_line(env, decision, container, enrichment), line_); !ok) {
-      output_error_ = ok.error();
+    auto line = decision_line(env, decision, container, Enrichment{});
+    auto detector = text_string(decision.getDetector());
+    auto source = text_string(decision.getSource());
+    std::string action(action_name(decision.getAction()));
+    if (auto answer = enricher_->try_enrich(container)) {
+      write_line(line, *answer, detector, source, action);
+      return;
     }
+    if (pending_.size() >= config_.max_pending) {
+      // Too many lines wait (a runtime that stopped answering while a burst of decisions
+      // came): the oldest goes out now, unenriched, rather than growing without bound.
+      enrich_metrics_->on_pending_overflow();
+      Enrichment e;
+      e.failure = "too many decision lines waiting for the runtime";
+      auto& oldest = pending_.front();
+      write_line(oldest.line, e, oldest.detector, oldest.source, oldest.action);
+      pending_.pop_front();
+    }
+    pending_.push_back({std::move(line), std::move(container),
+                        std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.lookup_wait_ms),
+                        std::move(detector), std::move(source), std::move(action)});
   } catch (const kj::Exception& e) {
     metrics_->on_malformed();
     if (malformed_logged_++ < 10) logger_->warn("malformed message on {}: {}", topic, e.getDescription().cStr());

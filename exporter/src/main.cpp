@@ -25,6 +25,23 @@ int main(int argc, char** argv) {
   app.add_flag("--log-no-match", config.log_no_match, "Also log decisions that matched nothing (one per exec)");
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--check", config.check, "Validate the flags, print one line and exit");
+  app.add_option("--cri-socket", config.cri_socket,
+                 "CRI runtime socket for pod labels and image (containerd; CRI-O: unix:///run/crio/crio.sock; '' disables)")
+      ->capture_default_str();
+  app.add_option("--docker-socket", config.docker_socket,
+                 "Docker API socket for Docker containers (Docker-in-Docker: the dind pod's socket; '' disables)")
+      ->capture_default_str();
+  app.add_option("--lookup-timeout-ms", config.lookup_timeout_ms, "Deadline of one container lookup")
+      ->capture_default_str();
+  app.add_option("--lookup-wait-ms", config.lookup_wait_ms,
+                 "How long a decision line waits for its container lookup before it is written without it")
+      ->capture_default_str();
+  app.add_option("--cache-ttl", config.cache_ttl_s, "Seconds a looked-up container is remembered")->capture_default_str();
+  app.add_option("--cache-size", config.cache_size, "Containers remembered")->capture_default_str();
+  app.add_option("--max-pending", config.max_pending, "Decision lines that may wait for lookups at once")
+      ->capture_default_str();
+  app.add_flag("--metrics-namespace-label", config.metrics_namespace_label,
+               "Also count kills and missed kills by pod namespace (one series per namespace)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -36,8 +53,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (config.check) {
-    std::printf("cryptnono-exporter: configuration ok (%zu endpoint(s), metrics on %s, prefix %s)\n",
-                config.connect.size(), config.metrics_address.c_str(), config.metrics_prefix.c_str());
+    std::printf("cryptnono-exporter: configuration ok (%zu endpoint(s), metrics on %s, prefix %s, cri %s, docker %s)\n",
+                config.connect.size(), config.metrics_address.c_str(), config.metrics_prefix.c_str(),
+                config.cri_socket.empty() ? "off" : config.cri_socket.c_str(),
+                config.docker_socket.empty() ? "off" : config.docker_socket.c_str());
     return 0;
   }
 
@@ -62,8 +81,11 @@ int main(int argc, char** argv) {
   auto logger = cryptnono::make_logger("exporter", config.log_level);
   try {
     zmq::context_t ctx;
-    auto exporter = cryptnono::exporter::Exporter::create(config, ctx, STDOUT_FILENO,
-                                                          std::make_unique<cryptnono::exporter::NoopEnricher>(), logger);
+    auto enrich_metrics =
+        std::make_shared<cryptnono::exporter::EnrichMetrics>(config.metrics_prefix, config.metrics_namespace_label);
+    auto exporter = cryptnono::exporter::Exporter::create(
+        config, ctx, STDOUT_FILENO, cryptnono::exporter::make_enricher(config, enrich_metrics, logger), logger,
+        enrich_metrics);
     if (!exporter) {
       logger->error("{}", exporter.error().message);
       return 1;

@@ -1,6 +1,13 @@
 // Container id, runtime and pod UID from cgroup names as each runtime and cgroup driver
 // writes them (paths as seen on real nodes; ids and UIDs made up).
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -106,11 +113,103 @@ TEST(ParseCgroup, RejectsAlmostIdsAndSurvivesGarbage) {
   EXPECT_LE(ref.container_id.size(), 64u);
 }
 
-TEST(NoopEnricher, GivesEmptyLabelsAndImage) {
+TEST(ParseCgroup, DockerInDockerUnderAPodLooksUpTheInnerContainer) {
+  const std::string kOuter = "77aa" + kId.substr(4);
+  const struct {
+    const char* what;
+    std::string cgroup;
+  } cases[] = {
+      {"cgroupfs driver", "/kubepods/burstable/pod" + kUid + "/" + kOuter + "/docker/" + kId},
+      {"systemd driver", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + kUidSystemd +
+                             ".slice/cri-containerd-" + kOuter + ".scope/docker/" + kId},
+      {"as the collector sends it (last four components)",
+       "kubepods-burstable-pod" + kUidSystemd + ".slice/cri-containerd-" + kOuter + ".scope/docker/" + kId},
+      {"inner dockerd with the systemd driver",
+       "kubepods-burstable-pod" + kUidSystemd + ".slice/cri-containerd-" + kOuter + ".scope/system.slice/docker-" + kId +
+           ".scope"},
+  };
+  for (const auto& c : cases) {
+    auto ref = parse_cgroup(c.cgroup);
+    EXPECT_EQ(ref.container_id, kId) << c.what;
+    EXPECT_EQ(ref.runtime, "docker") << c.what;
+    EXPECT_EQ(ref.container_type, "docker") << c.what;
+    EXPECT_EQ(ref.pod_uid, kUid) << c.what;
+    EXPECT_EQ(ref.outer_container_id, kOuter) << c.what;
+  }
+  // Cut below the pod's container, the inner container is still found (no outer, no pod).
+  auto cut = parse_cgroup("docker/" + kId);
+  EXPECT_EQ(cut.container_id, kId);
+  EXPECT_EQ(cut.outer_container_id, "");
+  // A container nested in its own scope is one container, not Docker-in-Docker.
+  EXPECT_EQ(parse_cgroup("/system.slice/docker-" + kId + ".scope/" + kId).outer_container_id, "");
+}
+
+// Every fixture under tests/fixtures/cgroups is a /proc/<pid>/cgroup file as a node of
+// that kind shows it, with the expected answer in a "# expect:" line. The collector sends
+// the unified (v2, "0::") path cut to its last four components: both forms must parse
+// to the expected container.
+TEST(ParseCgroup, FixturesFromEachRuntime) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(CRYPTNONO_FIXTURES_DIR "/cgroups")) {
+    if (entry.path().extension() == ".cgroup") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 15u) << "fixtures missing from " << CRYPTNONO_FIXTURES_DIR;
+  std::set<std::string> runtimes_seen;
+  for (const auto& file : files) {
+    std::ifstream in(file);
+    std::string line, unified;
+    std::map<std::string, std::string> expect;
+    while (std::getline(in, line)) {
+      if (line.rfind("# expect:", 0) == 0) {
+        std::istringstream fields(line.substr(9));
+        std::string field;
+        while (fields >> field) {
+          auto eq = field.find('=');
+          expect[field.substr(0, eq)] = field.substr(eq + 1);
+        }
+      } else if (line.rfind("0::", 0) == 0) {
+        unified = line.substr(3);
+      }
+    }
+    ASSERT_EQ(expect.size(), 5u) << file << ": needs runtime, container_type, container_id, pod_uid, outer_container_id";
+    ASSERT_FALSE(unified.empty()) << file << ": no 0:: line";
+    // What the collector sends: the last EXEC_CGROUP_DEPTH (4) components, no leading '/'.
+    std::vector<std::string> parts;
+    for (size_t pos = 1; pos <= unified.size();) {
+      size_t slash = unified.find('/', pos);
+      if (slash == std::string::npos) slash = unified.size();
+      if (slash > pos) parts.push_back(unified.substr(pos, slash - pos));
+      pos = slash + 1;
+    }
+    std::string sent;
+    for (size_t i = parts.size() > 4 ? parts.size() - 4 : 0; i < parts.size(); ++i) {
+      sent += (sent.empty() ? "" : "/") + parts[i];
+    }
+    for (const auto& name : {unified, sent}) {
+      auto ref = parse_cgroup(name);
+      std::string what = file.filename().string() + " <" + name + ">";
+      EXPECT_EQ(ref.runtime, expect["runtime"]) << what;
+      EXPECT_EQ(ref.container_type, expect["container_type"]) << what;
+      EXPECT_EQ(ref.container_id, expect["container_id"]) << what;
+      EXPECT_EQ(ref.pod_uid, expect["pod_uid"]) << what;
+      EXPECT_EQ(ref.outer_container_id, expect["outer_container_id"]) << what;
+    }
+    runtimes_seen.insert(expect["runtime"]);
+  }
+  EXPECT_TRUE(runtimes_seen.count("containerd") && runtimes_seen.count("cri-o") && runtimes_seen.count("docker") &&
+              runtimes_seen.count("podman"));
+}
+
+TEST(NoopEnricher, GivesEmptyLabelsAndImageAtOnce) {
   NoopEnricher enricher;
-  auto e = enricher.enrich(parse_cgroup("/docker/" + kId));
-  EXPECT_TRUE(e.labels.empty());
-  EXPECT_EQ(e.image, "");
+  auto e = enricher.try_enrich(parse_cgroup("/docker/" + kId));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(e->labels.empty());
+  EXPECT_EQ(e->image, "");
+  EXPECT_EQ(e->failure, "");
+  EXPECT_EQ(enricher.ready_fd(), -1);
 }
 
 }  // namespace

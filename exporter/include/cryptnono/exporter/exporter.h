@@ -3,11 +3,21 @@
 // metrics, and answers /metrics and /healthz.
 //
 // One loop thread (run()) owns everything but the HTTP server's worker threads, which
-// only read the metrics registry (thread-safe) and ask the loop for health (see health()).
+// only read the metrics registry (thread-safe) and ask the loop for health (see health()),
+// and the enricher's worker thread, which asks the container runtime (enricher.h).
+//
+// Container lookups never block the loop: a decision whose container the enricher does
+// not know yet waits in a bounded pending list until the answer arrives (the enricher's
+// eventfd wakes the loop) or until --lookup-wait-ms has passed, and is then written,
+// enriched or with "container-lookup-failed: <why>" in its reason. Lines are therefore
+// not always in the order decisions arrived: a decision that needs no lookup (a host
+// process, a cached container) overtakes one that waits.
 #pragma once
 
 #include <condition_variable>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +29,7 @@
 #include <zmq.hpp>
 
 #include "cryptnono/exporter/container.h"
+#include "cryptnono/exporter/enricher.h"
 #include "cryptnono/exporter/http_server.h"
 #include "cryptnono/exporter/metrics.h"
 #include "cryptnono/fd.h"
@@ -34,19 +45,35 @@ struct Config {
   bool log_no_match = false;
   std::string log_level = "info";
   bool check = false;
+  // Container runtimes asked for pod labels and image ('' disables one).
+  std::string cri_socket = "unix:///run/containerd/containerd.sock";
+  std::string docker_socket = "unix:///var/run/docker.sock";
+  int lookup_timeout_ms = 1000;  // all the runtime calls of one lookup
+  int lookup_wait_ms = 2000;     // how long a decision line waits for its lookup
+  int cache_ttl_s = 300;
+  size_t cache_size = 4096;
+  size_t max_pending = 1024;     // decision lines waiting for a lookup
+  bool metrics_namespace_label = false;
 };
 
 // Everything that can be checked without opening a socket.
 Result<void> validate(const Config& config);
 
+// The enricher the flags ask for: an AsyncEnricher over the CRI and/or Docker clients,
+// or a NoopEnricher when both sockets are ''. Counts into `metrics`.
+std::unique_ptr<Enricher> make_enricher(const Config& config, std::shared_ptr<EnrichMetrics> metrics,
+                                        std::shared_ptr<spdlog::logger> logger);
+
 
 class Exporter {
  public:
   // Connects the subscriber (topics "decision" and "stats") and starts the HTTP server.
-  // JSON lines are written to output_fd (stdout in production; not owned).
+  // JSON lines are written to output_fd (stdout in production; not owned). enrich_metrics
+  // is the registry the enricher counts its lookups in (make_enricher); null: a new one.
   static Result<std::unique_ptr<Exporter>> create(const Config& config, zmq::context_t& ctx, int output_fd,
                                                   std::unique_ptr<Enricher> enricher,
-                                                  std::shared_ptr<spdlog::logger> logger);
+                                                  std::shared_ptr<spdlog::logger> logger,
+                                                  std::shared_ptr<EnrichMetrics> enrich_metrics = nullptr);
   ~Exporter();
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
@@ -69,8 +96,20 @@ class Exporter {
 
  private:
   Exporter(const Config& config, int output_fd, std::unique_ptr<Enricher> enricher,
-           std::shared_ptr<spdlog::logger> logger);
+           std::shared_ptr<spdlog::logger> logger, std::shared_ptr<EnrichMetrics> enrich_metrics);
+  struct Pending {
+    Json line;  // built by decision_line(), enriched when written
+    ContainerRef container;
+    std::chrono::steady_clock::time_point deadline;
+    std::string detector, source, action;
+  };
+
   void handle(Received& message);
+  void write_line(Json& line, const Enrichment& enrichment, std::string_view detector, std::string_view source,
+                  std::string_view action);
+  // Writes the pending lines whose answer has arrived or whose deadline has passed (all
+  // of them when `all`, e.g. on stop); returns the ms until the next deadline, -1 if none.
+  long flush_pending(bool all);
   void note_seen(std::string_view kind);
   void answer_health();
 
@@ -79,6 +118,8 @@ class Exporter {
   std::unique_ptr<Enricher> enricher_;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<ExporterMetrics> metrics_;
+  std::shared_ptr<EnrichMetrics> enrich_metrics_;
+  std::deque<Pending> pending_;  // deadlines in insertion order (one wait for all)
   std::unique_ptr<Subscriber> subscriber_;
   SequenceTracker tracker_;
   uint64_t subscriber_malformed_ = 0;
