@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -29,8 +30,16 @@ Json value_json(capnp::DynamicValue::Reader value) {
     case capnp::DynamicValue::DATA:
       return bytes_string(value.as<capnp::Data>());
     case capnp::DynamicValue::LIST: {
+      // Bounded: a few bytes on the wire can declare millions of zero-sized elements
+      // (Cap'n Proto charges them to the traversal limit, which legitimately large argv
+      // fields need high), and rendering them all would stall a reader for seconds. No
+      // list in the schema legitimately comes near this.
+      constexpr unsigned kMaxListElements = 4096;
+      auto list = value.as<capnp::DynamicList>();
       Json out = Json::array();
-      for (auto element : value.as<capnp::DynamicList>()) out.push_back(value_json(element));
+      unsigned shown = std::min(list.size(), kMaxListElements);
+      for (unsigned i = 0; i < shown; ++i) out.push_back(value_json(list[i]));
+      if (list.size() > shown) out.push_back("(" + std::to_string(list.size() - shown) + " more elements not shown)");
       return out;
     }
     case capnp::DynamicValue::ENUM: {

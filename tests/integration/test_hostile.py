@@ -72,8 +72,11 @@ class HostileInputTest(unittest.TestCase):
 
     def tearDown(self):
         for c in self.children:
-            if c.poll() is None:
+            c.poll()
+            try:  # the whole session: a killed sh leaves its `sleep` behind
                 os.killpg(c.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             c.wait()
         # Whatever happened, every stage is alive and every output line is one JSON object.
         self.pipeline.check_alive()

@@ -1,8 +1,15 @@
 // Transport and /proc helpers: real ZeroMQ sockets on ipc in a temp dir, real /proc.
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -182,6 +189,41 @@ TEST(Received, AssignDecodesWhatThePublisherBuiltAndRefusesGarbage) {
   const uint32_t lying_table[2] = {0, 1'000'000};  // one segment of a million words
   EXPECT_FALSE(got.assign("exec", lying_table, sizeof lying_table));
   EXPECT_FALSE(got.envelope());
+}
+
+TEST(Transport, IpcSocketsAreReachableOnlyByTheirOwnerAndGroup) {
+  zmq::context_t ctx;
+  auto dir = temp_dir();
+  std::string sock_dir = dir + "/run";
+  std::string path = sock_dir + "/stage.sock";
+  auto pub = Publisher::bind(ctx, "ipc://" + path, "node", "collector", "collector");
+  ASSERT_TRUE(pub) << pub.error().message;
+  struct stat dst {}, sst {};
+  ASSERT_EQ(stat(sock_dir.c_str(), &dst), 0);
+  ASSERT_EQ(stat(path.c_str(), &sst), 0);
+  EXPECT_EQ(dst.st_mode & 07777, 0700u) << "the directory ZeroMQ's socket lives in";
+  EXPECT_EQ(sst.st_mode & 0777, 0660u) << "the socket file: owner and group only";
+
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to try the socket as another user";
+  // Open the directory to everyone, so only the socket file's own mode stands in the way
+  // of a stranger (uid/gid 65534), then try to connect as that stranger.
+  chmod(sock_dir.c_str(), 0755);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    _exit(rc == 0 ? 0 : errno == EACCES ? 1 : 3);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "a stranger must get EACCES (0: connected, 2: setuid failed, 3: other)";
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Clock, FormatsTimestampLikeCryptnono) {

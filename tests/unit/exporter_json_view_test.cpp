@@ -433,5 +433,22 @@ TEST(JsonView, RandomBytesOnTheWireNeverCrashAndAlwaysGiveOneLineOrAnError) {
   EXPECT_GT(decoded, 0);  // flipped bytes inside data mostly still decode
 }
 
+TEST(JsonView, AListDeclaringMillionsOfElementsIsShownBoundedFromAFewBytes) {
+  // A stats message whose counter list claims 2^20 zero-sized elements: a handful of
+  // words on the wire. Built by hand, as a hostile peer would.
+  capnp::MallocMessageBuilder builder;
+  auto stats = builder.initRoot<schema::Envelope>().getBody().initStats();
+  stats.initCounters(1u << 20);  // real elements here, the same shape a forged list declares
+  auto words = capnp::messageToFlatArray(builder);
+  Received got;
+  ASSERT_TRUE(got.assign("stats", words.begin(), words.size() * sizeof(capnp::word)));
+  auto env = got.envelope();
+  ASSERT_TRUE(env);
+  Json json = envelope_json(*env);
+  const auto& counters = json["body"]["stats"]["counters"];
+  ASSERT_EQ(counters.size(), 4097u);
+  EXPECT_EQ(counters.back(), "(1044480 more elements not shown)");
+}
+
 }  // namespace
 }  // namespace cryptnono

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Faults, end to end: stages killed the hard way (SIGKILL) and restarted while banned
+processes start; a stage that stops reading. The real collector, enforcer and exporter
+over ipc sockets, real BPF, real processes killed.
+
+Safety: every banned string is random (``fault`` + 32 hex digits).
+Needs root (the collector loads BPF); exits 77 (CTest's skip code) otherwise.
+"""
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_pipeline import Pipeline, wait_for, write_config  # noqa: E402
+
+
+def banned_string():
+    return "fault" + secrets.token_hex(16)
+
+
+class FaultTest(unittest.TestCase):
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        self.tmp = tempfile.mkdtemp(prefix="cryptnono-faults-")
+        self.banned = banned_string()
+        cfg = os.path.join(self.tmp, "config.json")
+        write_config(cfg, [self.banned])
+        self.pipeline = Pipeline([cfg])
+        self.children = []
+
+    def tearDown(self):
+        for c in self.children:
+            try:
+                os.killpg(c.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            c.wait()
+        codes = self.pipeline.stop()
+        logs = "\n".join(f"--- {n} ---\n{self.pipeline.log(n)[-3000:]}" for n in codes)
+        self.pipeline.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertEqual(codes, {"collector": 0, "enforcer": 0, "exporter": 0}, logs)
+
+    def spawn_banned(self, seconds=60):
+        c = subprocess.Popen(["sh", "-c", f"sleep {seconds}; : {self.banned}"], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.children.append(c)
+        return c
+
+    def banned_dies(self, child, timeout=10):
+        wait_for(lambda: child.poll() is not None, timeout, f"pid {child.pid} to be killed")
+        self.assertEqual(child.returncode, -signal.SIGKILL)
+
+    def test_enforcer_killed_and_restarted_kills_everything_started_meanwhile(self):
+        p = self.pipeline
+        self.assertEqual(p.kill("enforcer"), -signal.SIGKILL)
+        meanwhile = [self.spawn_banned() for _ in range(5)]
+        time.sleep(0.5)
+        self.assertTrue(all(c.poll() is None for c in meanwhile), "nothing enforces while the enforcer is down")
+        p.restart("enforcer")
+        # Its subscription reaches the collector, which sweeps /proc for it: each banned
+        # process that started while no enforcer ran is found and killed.
+        for c in meanwhile:
+            self.banned_dies(c, timeout=20)
+            line = p.find_line(pid=c.pid, action="killed")
+            self.assertEqual(line["source"], "execwhacker.scan")
+        wait_for(lambda: p.metric("cryptnono_publisher_restarts_total", publisher_kind="enforcer") >= 1, 10,
+                 "the exporter to count the enforcer's restart")
+        self.banned_dies(self.spawn_banned())  # and the exec path works again
+
+    def test_collector_killed_and_restarted_is_noticed_counted_logged_and_recovered(self):
+        p = self.pipeline
+        self.assertEqual(p.kill("collector"), -signal.SIGKILL)
+        # Down for more than three stats intervals (1 s here): the exporter says so.
+        wait_for(lambda: re.search(r"publisher collector/\S+ silent", p.log("exporter")), 10,
+                 "the exporter to log the collector's silence")
+        p.restart("collector")
+        wait_for(lambda: p.metric("cryptnono_publisher_restarts_total", publisher_kind="collector") >= 1, 20,
+                 "the exporter to count the collector's restart")
+        wait_for(lambda: re.search(r"collector restarted: new publisher collector/\S+", p.log("enforcer")), 10,
+                 "the enforcer to log the collector's restart")
+        wait_for(lambda: re.search(r"publisher collector/\S+ is back|new publisher collector/", p.log("exporter")),
+                 10, "the exporter to log the collector's return")
+        # Recovered without restarting the enforcer or the exporter.
+        self.banned_dies(self.spawn_banned())
+        p.check_alive()
+
+    def test_exporter_down_blocks_nothing_upstream_and_grows_nothing(self):
+        p = self.pipeline
+        self.assertEqual(p.kill("exporter"), -signal.SIGKILL)
+        rss = {n: p.rss_kib(n) for n in ("collector", "enforcer")}
+        # Work for the pipeline while its only decision subscriber is gone.
+        for _ in range(300):
+            subprocess.run(["/bin/true"])
+        for _ in range(3):
+            self.banned_dies(self.spawn_banned())
+        grown = {n: p.rss_kib(n) - rss[n] for n in rss}
+        print(f"\nRSS growth with the exporter down (KiB): {grown}")
+        for n, kib in grown.items():
+            self.assertLess(kib, 8 * 1024, f"{n} grew by {kib} KiB with nobody reading its decisions")
+        p.restart("exporter")
+        wait_for(lambda: self._scrape_ok(), 20, "the restarted exporter to serve /metrics")
+        c = self.spawn_banned()
+        self.banned_dies(c)
+        p.find_line(pid=c.pid, action="killed")
+
+    def _scrape_ok(self):
+        try:
+            return self.pipeline.scrape("/healthz")[0] == 200
+        except OSError:
+            return False
+
+
+if __name__ == "__main__":
+    unittest.main()
