@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (auto ok = validate(config); !ok) return error_exit(ok.error().message, 2);
+  auto security = config.curve.load();
+  if (!security) return error_exit(security.error().message, 2);
   if (config.node.empty()) config.node = node_name();
   if (config.check) {
     std::printf("%s: configuration ok: %s\n", kProg, describe(config).c_str());
@@ -125,8 +127,14 @@ int main(int argc, char** argv) {
   // buffer, one started before is in /proc, and every subscriber to "exec" gets a sweep
   // of /proc when its subscription arrives (ZeroMQ drops what is published before that).
   zmq::context_t zmq_context(1);
-  auto publisher = Publisher::bind(zmq_context, config.bind, config.node, "collector", "collector");
+  auto publisher = Publisher::bind(zmq_context, config.bind, config.node, "collector", "collector", config.send_hwm,
+                                   &*security);
   if (!publisher) return error_exit(publisher.error().message);
+  for (const auto& ep : config.also_bind) {
+    auto bound = (*publisher)->add_endpoint(ep, &*security);
+    if (!bound) return error_exit(bound.error().message);
+    logger->info("also publishing on {}{}", *bound, ep.rfind("tcp://", 0) == 0 ? " (CurveZMQ)" : "");
+  }
   if (auto tracked = (*publisher)->track_subscriptions(); !tracked) return error_exit(tracked.error().message);
   logger->info("publishing on {} as {}", config.bind, (*publisher)->id());
 

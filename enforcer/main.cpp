@@ -3,17 +3,20 @@
 // monero kills the processes the collector's FPU probe reports; flowkiller judges TCP
 // connects (banned destinations, destination fan-out). Each publishes one decision per
 // event.
+#include <malloc.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include <CLI/CLI.hpp>
 
 #include "cryptnono/caps.h"
 #include "cryptnono/clock.h"
+#include "cryptnono/curve_cli.h"
 #include "cryptnono/enforcer/app.h"
 #include "cryptnono/enforcer/enforcer.h"
 #include "cryptnono/enforcer/execwhacker.h"
@@ -38,6 +41,32 @@ UniqueFd make_signalfd(std::initializer_list<int> signals) {
   sigemptyset(&set);
   for (int s : signals) sigaddset(&set, s);
   return UniqueFd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+}
+
+// The agent's own processes are never killed (see PidfdKiller): its programs, found next
+// to this one, and, inside a Kubernetes pod, every process of the pod.
+void protect_own_processes(PidfdKiller& killer, spdlog::logger& log) {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto dir = self.parent_path();
+    std::vector<std::string> programs;
+    for (const char* name : {"cryptnono-collector", "cryptnono-enforcer", "cryptnono-exporter", "cryptnono"})
+      programs.push_back((dir / name).string());
+    killer.protect_executables(programs);
+  }
+  // In a pod the v2 cgroup is ".../pod<uid>[.slice]/<container>": the pod is the parent.
+  auto cgroup = ProcReader("/proc").cgroup(getpid());
+  if (!cgroup) return;
+  auto slash = cgroup->rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  std::string parent = cgroup->substr(0, slash);
+  auto leaf = parent.substr(parent.rfind('/') + 1);
+  bool pod = leaf.rfind("pod", 0) == 0 || leaf.find("-pod") != std::string::npos;
+  if (!pod) return;
+  killer.protect_cgroup_prefix(parent + "/");
+  log.info("never killed: the agent's programs in {} and every process of its pod ({})", self.parent_path().string(),
+           parent);
 }
 
 }  // namespace
@@ -92,8 +121,17 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  add_publisher_options(app, config.also_bind, config.send_hwm);
+  app.add_option("--wait-for-subscriber", config.wait_for_subscriber_seconds,
+                 "At start, seconds to wait for a first decision subscriber (the exporter) before taking events, "
+                 "so the kills of the start-up sweep are logged (0: do not wait)")
+      ->check(CLI::Range(0.0, 60.0))
+      ->capture_default_str();
+  add_curve_options(app, config.curve);
   app.add_flag("--check", config.check, "Load and compile the configs, print one line and exit");
   CLI11_PARSE(app, argc, argv);
+  auto security = config.curve.load();
+  if (!security) return die(security.error().message);
 
   // Flags of another detector are mistakes (a chart wiring the wrong container), not noise.
   if (config.detector != "execwhacker" && !config.configs.empty())
@@ -180,9 +218,18 @@ int main(int argc, char** argv) {
   options.node = config.node.empty() ? node_name() : config.node;
   options.dry_run = config.dry_run;
   options.stats_interval_ms = static_cast<uint32_t>(config.stats_interval_seconds * 1000.0);
+  options.also_bind = config.also_bind;
+  options.send_hwm = config.send_hwm;
+  options.security = std::move(*security);
+  options.wait_for_subscriber_ms = static_cast<uint32_t>(config.wait_for_subscriber_seconds * 1000.0);
+
+  // The start-up config (100,000 strings each with its file name, the files' bytes) has
+  // been compiled and mostly freed: give the heap back to the system.
+  malloc_trim(0);
 
   zmq::context_t ctx;
   PidfdKiller killer(ProcReader("/proc"), getpid());
+  protect_own_processes(killer, *log);
   std::unique_ptr<Detector> detector;
   if (execwhacker)
     detector = std::make_unique<ExecwhackerDetector>(killer, config.dry_run, std::move(rules->matcher));

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of cryptnono from Debian 12 packages.
 # Idempotent; run as root. Nothing is downloaded from anywhere but apt.
+#   scripts/install-deps.sh               build + test dependencies
+#   scripts/install-deps.sh --build-only  what compiling needs (the image's builder stage)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
@@ -10,11 +12,16 @@ pkgs=(
   libspdlog-dev libfmt-dev prometheus-cpp-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libre2-dev libvectorscan-dev libexpected-dev libcli11-dev nlohmann-json3-dev
-  libcap-dev python3 procps iproute2
-  python3-ahocorasick ccache
+  libcap-dev python3 procps iproute2 ccache
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  containerd runc busybox-static docker.io
 )
+if [[ "${1:-}" != "--build-only" ]]; then
+  pkgs+=(
+    python3-ahocorasick                       # the benchmark's Python reference matcher
+    libclang-rt-14-dev                        # libFuzzer and the sanitizers (scripts/fuzz.sh)
+    containerd runc busybox-static docker.io  # the runtime tier (tests/runtime)
+  )
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

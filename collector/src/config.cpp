@@ -1,5 +1,7 @@
 #include "cryptnono/collector/config.h"
 
+#include "cryptnono/curve_cli.h"
+
 #include <cmath>
 
 #include <spdlog/fmt/fmt.h>
@@ -25,6 +27,8 @@ void add_options(CLI::App& app, Config& c) {
                              "on the fpu topic ({}..{})",
                              FPU_THRESHOLD_MIN, FPU_THRESHOLD_MAX))
       ->capture_default_str();
+  add_publisher_options(app, c.also_bind, c.send_hwm);
+  add_curve_options(app, c.curve);
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--check", c.check, "validate the flags, print one line and exit");
 }
@@ -32,6 +36,8 @@ void add_options(CLI::App& app, Config& c) {
 Result<void> validate(const Config& c) {
   if (c.bind.empty()) return fail("--bind: empty endpoint");
   if (c.bind.find("://") == std::string::npos) return fail("--bind: not a ZeroMQ endpoint (ipc://... or tcp://...): " + c.bind);
+  for (const auto& ep : c.also_bind)
+    if (ep.find("://") == std::string::npos) return fail("--also-bind: not a ZeroMQ endpoint: " + ep);
   if (!std::isfinite(c.scan_interval) || c.scan_interval < 0 || c.scan_interval > 86400)
     return fail("--scan-interval: must be between 0 and 86400 seconds");
   if (!std::isfinite(c.stats_interval) || c.stats_interval < 0.01 || c.stats_interval > 86400)

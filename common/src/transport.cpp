@@ -263,6 +263,10 @@ Result<std::unique_ptr<Subscriber>> Subscriber::connect(zmq::context_t& ctx, con
   }
 }
 
+void Subscriber::subscribe(std::string_view topic) {
+  socket_.set(zmq::sockopt::subscribe, std::string(topic));
+}
+
 Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
   zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, extra_fd, ZMQ_POLLIN, 0}};
   int n = extra_fd >= 0 ? 2 : 1;

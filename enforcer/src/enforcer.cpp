@@ -12,6 +12,7 @@
 #include <capnp/message.h>
 
 #include "cryptnono/clock.h"
+#include "cryptnono/json_view.h"
 #include "cryptnono/enforcer/execwhacker.h"
 
 namespace cryptnono::enforcer {
@@ -51,12 +52,22 @@ Result<std::unique_ptr<Enforcer>> Enforcer::create(zmq::context_t& ctx, const En
   std::string name(detector->name());
   std::string subscribed(detector->topic());
   std::unique_ptr<Enforcer> e(new Enforcer(options, std::move(detector), std::move(log)));
-  auto pub = Publisher::bind(ctx, options.bind, options.node, "enforcer", name);
+  auto pub = Publisher::bind(ctx, options.bind, options.node, "enforcer", name, options.send_hwm, &options.security);
   if (!pub) return tl::unexpected(pub.error());
   e->publisher_ = std::move(*pub);
-  auto sub = Subscriber::connect(ctx, options.connect, {subscribed});
+  for (const auto& ep : options.also_bind) {
+    auto bound = e->publisher_->add_endpoint(ep, &options.security);
+    if (!bound) return tl::unexpected(bound.error());
+  }
+  if (options.wait_for_subscriber_ms > 0) {
+    if (auto tracked = e->publisher_->track_subscriptions(); !tracked) return tl::unexpected(tracked.error());
+  }
+  // Connected now (so a bad endpoint fails here), subscribed in run() once the decision
+  // subscriber is there (see wait_for_subscriber_ms).
+  auto sub = Subscriber::connect(ctx, options.connect, {}, 100'000);
   if (!sub) return tl::unexpected(sub.error());
   e->subscriber_ = std::move(*sub);
+  if (options.wait_for_subscriber_ms == 0) e->subscriber_->subscribe(subscribed);
   if (auto ok = e->setup_fds(); !ok) return tl::unexpected(ok.error());
   return e;
 }
@@ -146,6 +157,7 @@ std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
       {"config_reload_failures", c.config_reload_failures.load()},
       {"config_generation", c.config_generation.load()},
       {"send_drops", c.send_drops.load()},
+      {"publisher_restarts", c.publisher_restarts.load()},
   };
   detector_->add_counters(out);
   return out;
@@ -188,6 +200,15 @@ void Enforcer::handle(Received& received) {
     auto seen = tracker_.observe(std::string_view(env.getPublisherId().cStr(), env.getPublisherId().size()),
                                  received.topic(), env.getSequence());
     if (seen.lost > 0) counters_.events_lost.fetch_add(seen.lost, std::memory_order_relaxed);
+    if (seen.new_publisher) {
+      std::string id = text_string(env.getPublisherId());
+      if (!upstream_publisher_.empty() && id != upstream_publisher_) {
+        counters_.publisher_restarts.fetch_add(1, std::memory_order_relaxed);
+        log_->warn("{} restarted: new publisher {} (was {}); its sweep covers what started meanwhile",
+                   text_string(env.getPublisherKind()), id, upstream_publisher_);
+      }
+      upstream_publisher_ = std::move(id);
+    }
     if (!detector_->read(env.getBody())) {
       counters_.malformed.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -252,12 +273,35 @@ bool Enforcer::handle_control(int stop_fd, bool block) {
   return !stop_requested_.load();
 }
 
+void Enforcer::wait_for_decision_subscriber() {
+  // Start-up only (not the event path): a short sleep between checks is fine here.
+  uint64_t start = boot_ns();
+  uint64_t deadline = start + uint64_t{options_.wait_for_subscriber_ms} * 1'000'000;
+  while (!stop_requested_.load() && boot_ns() < deadline) {
+    for (const auto& t : publisher_->take_subscriptions()) {
+      // A prefix of "decision" (including "", everything) receives decisions.
+      if (std::string_view(topic::kDecision).rfind(t, 0) == 0) {
+        log_->info("decision subscriber connected after {} ms", (boot_ns() - start) / 1'000'000);
+        return;
+      }
+    }
+    ::usleep(2000);
+  }
+  log_->warn("no decision subscriber after {} ms: starting anyway (decisions published before one connects "
+             "are not logged anywhere)",
+             options_.wait_for_subscriber_ms);
+}
+
 void Enforcer::run(int stop_fd) {
   if (stop_fd >= 0 && stop_fd != stop_fd_registered_) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = stop_fd;
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, stop_fd, &ev) == 0) stop_fd_registered_ = stop_fd;
+  }
+  if (options_.wait_for_subscriber_ms > 0) {
+    wait_for_decision_subscriber();
+    subscriber_->subscribe(detector_->topic());
   }
   std::string connect;
   for (const auto& ep : options_.connect) connect += (connect.empty() ? "" : ", ") + ep;

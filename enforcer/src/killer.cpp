@@ -1,5 +1,6 @@
 #include "cryptnono/enforcer/killer.h"
 
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -58,6 +59,13 @@ class PidfdTarget : public Target {
 
 }  // namespace
 
+void PidfdKiller::protect_executables(const std::vector<std::string>& paths) {
+  for (const auto& path : paths) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) protected_exes_.emplace_back(st.st_dev, st.st_ino);
+  }
+}
+
 PidfdKiller::PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second, size_t max_cmdline_bytes)
     : proc_(std::move(proc)), self_(self), hz_(ticks_per_second), max_cmdline_bytes_(max_cmdline_bytes) {}
 
@@ -98,6 +106,24 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns) {
   if ((st->flags & kPfKthread) != 0) {
     result.outcome = {KillStatus::kProtected, "protected: kernel thread"};
     return result;
+  }
+  if (!protected_exes_.empty()) {
+    struct stat exe {};
+    if (::stat(proc_.path(pid, "exe").c_str(), &exe) == 0) {
+      for (const auto& [dev, ino] : protected_exes_) {
+        if (exe.st_dev == dev && exe.st_ino == ino) {
+          result.outcome = {KillStatus::kProtected, "protected: one of the agent's own programs"};
+          return result;
+        }
+      }
+    }
+  }
+  if (!protected_cgroup_.empty()) {
+    auto cgroup = proc_.cgroup(pid);
+    if (cgroup && cgroup->rfind(protected_cgroup_, 0) == 0) {
+      result.outcome = {KillStatus::kProtected, "protected: in the agent's own pod"};
+      return result;
+    }
   }
   // Still alive after the stat read: the stat we read was of the pidfd's process (its
   // pid cannot have been reused while it lived).

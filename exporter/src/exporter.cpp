@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,10 @@ namespace {
 constexpr uint32_t kStopTag = 1;
 constexpr uint32_t kHealthTag = 2;
 constexpr uint32_t kEnrichTag = 3;
+constexpr uint32_t kHeartbeatTag = 4;
+// A publisher that misses this many stats intervals is reported silent.
+constexpr uint64_t kMissedIntervals = 3;
+constexpr size_t kMaxHeartbeats = 64;
 constexpr size_t kMaxBatch = 256;  // messages handled before looking at stop/health again
 constexpr size_t kMaxKinds = 16;   // publisher kinds tracked for /healthz
 
@@ -123,7 +128,20 @@ Result<std::unique_ptr<Exporter>> Exporter::create(const Config& config, zmq::co
     }
   }
 
-  auto sub = Subscriber::connect(ctx, config.connect, {std::string(topic::kDecision), std::string(topic::kStats)});
+  // Heartbeats: once a second, every publisher whose stats stopped coming is looked at.
+  self->heartbeat_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!self->heartbeat_timer_) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  itimerspec every_second{};
+  every_second.it_interval.tv_sec = 1;
+  every_second.it_value.tv_sec = 1;
+  timerfd_settime(self->heartbeat_timer_.get(), 0, &every_second, nullptr);
+  ev.data.u32 = kHeartbeatTag;
+  if (epoll_ctl(self->epoll_fd_.get(), EPOLL_CTL_ADD, self->heartbeat_timer_.get(), &ev) != 0) {
+    return fail(std::string("cannot watch the heartbeat timer: ") + std::strerror(errno));
+  }
+
+  auto sub = Subscriber::connect(ctx, config.connect, {std::string(topic::kDecision), std::string(topic::kStats)},
+                                 100'000, &config.security);
   if (!sub) return tl::unexpected(sub.error());
   self->subscriber_ = std::move(*sub);
 
@@ -194,12 +212,13 @@ Result<void> Exporter::run(int stop_fd) {
     }
     // Checked after every wake-up (not only on kFd), so a steady stream of messages can
     // neither starve a stop request nor a health probe.
-    epoll_event events[3];
-    int ready = epoll_wait(epoll_fd_.get(), events, 3, 0);
+    epoll_event events[4];
+    int ready = epoll_wait(epoll_fd_.get(), events, 4, 0);
     bool stop = false;
     for (int i = 0; i < ready; ++i) {
       if (events[i].data.u32 == kHealthTag) answer_health();
       if (events[i].data.u32 == kEnrichTag) enricher_->drain();
+      if (events[i].data.u32 == kHeartbeatTag) check_heartbeats();
       if (events[i].data.u32 == kStopTag) stop = true;
     }
     // Lines that wait for a lookup go out on stop too (without their answer): none is lost.
@@ -248,6 +267,44 @@ long Exporter::flush_pending(bool all) {
   return wait > 0 ? wait + 1 : 1;
 }
 
+void Exporter::note_heartbeat(std::string_view stage, std::string_view id, uint32_t interval_ms) {
+  uint64_t now = boot_ns();
+  auto it = heartbeats_.find(stage);
+  if (it == heartbeats_.end()) {
+    if (heartbeats_.size() >= kMaxHeartbeats) return;
+    it = heartbeats_.emplace(std::string(stage), Heartbeat{}).first;
+  }
+  Heartbeat& h = it->second;
+  if (h.silent) {
+    if (h.id == id)
+      logger_->info("publisher {} is back after {:.1f} s of silence", label_value(id),
+                    static_cast<double>(now - h.last_ns) / 1e9);
+    else
+      logger_->info("publisher {} replaces {} after {:.1f} s of silence", label_value(id), label_value(h.id),
+                    static_cast<double>(now - h.last_ns) / 1e9);
+  }
+  h.id.assign(id);
+  h.last_ns = now;
+  h.interval_ms = interval_ms;
+  h.silent = false;
+}
+
+void Exporter::check_heartbeats() {
+  uint64_t expirations = 0;
+  (void)!::read(heartbeat_timer_.get(), &expirations, sizeof expirations);
+  uint64_t now = boot_ns();
+  for (auto& [stage, h] : heartbeats_) {
+    if (h.silent || h.interval_ms == 0) continue;
+    uint64_t allowed = kMissedIntervals * uint64_t{h.interval_ms} * 1'000'000;
+    if (now - h.last_ns <= allowed) continue;
+    h.silent = true;
+    metrics_->on_silence(std::string_view(h.id).substr(0, h.id.find('/')));
+    logger_->warn("publisher {} silent for {:.1f} s ({} stats intervals of {} ms missed): is it running?",
+                  label_value(h.id), static_cast<double>(now - h.last_ns) / 1e9,
+                  (now - h.last_ns) / (uint64_t{h.interval_ms} * 1'000'000), h.interval_ms);
+  }
+}
+
 void Exporter::handle(Received& message) {
   auto topic = message.topic();
   bool is_decision = topic == topic::kDecision;
@@ -277,7 +334,9 @@ void Exporter::handle(Received& message) {
     }
     note_seen(kind);
     if (is_stats) {
-      metrics_->on_stats(kind, stage, id, body.getStats());
+      auto stats = body.getStats();
+      note_heartbeat(stage, id, stats.getIntervalMs());
+      metrics_->on_stats(kind, stage, id, stats);
       return;
     }
     auto decision = body.getDecision();

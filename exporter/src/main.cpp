@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cryptnono/curve_cli.h"
 #include "cryptnono/exporter/exporter.h"
 #include "cryptnono/log.h"
 
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--metrics-namespace-label", config.metrics_namespace_label,
                "Also count kills and missed kills by pod namespace (one series per namespace)");
+  cryptnono::CurveOptions curve;
+  cryptnono::add_curve_options(app, curve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -52,6 +55,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cryptnono-exporter: %s\n", ok.error().message.c_str());
     return 2;
   }
+  auto security = curve.load();
+  if (!security) {
+    std::fprintf(stderr, "cryptnono-exporter: %s\n", security.error().message.c_str());
+    return 2;
+  }
+  config.security = std::move(*security);
   if (config.check) {
     std::printf("cryptnono-exporter: configuration ok (%zu endpoint(s), metrics on %s, prefix %s, cri %s, docker %s)\n",
                 config.connect.size(), config.metrics_address.c_str(), config.metrics_prefix.c_str(),

@@ -86,6 +86,8 @@ ExporterMetrics::ExporterMetrics(std::string prefix)
     : prefix_(std::move(prefix)), registry_(std::make_shared<prometheus::Registry>()) {
   restarts_ = &counter_family(prefix_ + "_publisher_restarts_total",
                               "Publishers that came back with a new id (a stage restarted)");
+  silences_ = &counter_family(prefix_ + "_publisher_silences_total",
+                              "Times a publisher missed 3 of its stats intervals (stopped, hung or unreachable)");
   lost_ = &counter_family(prefix_ + "_messages_lost_total",
                           "Messages this exporter missed, from publisher sequence gaps");
   last_seen_ = &prometheus::BuildGauge()
@@ -321,6 +323,18 @@ void ExporterMetrics::on_lost(std::string_view kind, std::string_view topic, uin
     }
   }
   it->second->Increment(static_cast<double>(lost));
+}
+
+void ExporterMetrics::on_silence(std::string_view kind) {
+  auto it = silences_by_kind_.find(kind);
+  if (it == silences_by_kind_.end()) {
+    bool overflow = silences_by_kind_.size() >= kMaxSeries;
+    std::string key(overflow ? kOverflow : kind);
+    it = silences_by_kind_.find(key);
+    if (it == silences_by_kind_.end())
+      it = silences_by_kind_.emplace(key, &silences_->Add({{"publisher_kind", label_value(key)}})).first;
+  }
+  it->second->Increment();
 }
 
 void ExporterMetrics::on_malformed(uint64_t count) {

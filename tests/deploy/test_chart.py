@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """Deploy tier, chart part: the Helm chart in deploy/helm/cryptnono.
 
-Renders the chart with its defaults, with values written for cryptnono's own chart,
-as a dependency of a support chart configured the way the operator document says,
-and with every detector enabled; lints it; checks every rendered object against the
-Kubernetes schema for its kind (deploy/tools/validate-k8s.mjs, unknown fields
-included); asserts the security settings, volumes and probes; and runs each built
-program with exactly the args the chart renders plus --check.
+Renders the chart with its defaults, with values written for cryptnono's own chart
+(execwhacker only, and every detector), as a dependency of a support chart configured
+the way the operator document says, with every combination of detectors, with
+container-runtime enrichment on and off and with remote (CurveZMQ) access; lints it;
+checks every rendered object against the Kubernetes schema for its kind
+(deploy/tools/validate-k8s.mjs, unknown fields included); asserts the security
+settings, volumes and probes; and runs each built program with exactly the args the
+chart renders plus --check (with real key files for the CurveZMQ flags).
 
 Needs helm and the schema packages from scripts/install-deploy-deps.sh, and the built
 programs (CRYPTNONO_BIN). Exits 77 (skip) without them when not root; as root (CI) a
 missing tool is a failure.
 """
-import copy
+import itertools
 import json
 import os
 import shutil
@@ -25,7 +27,23 @@ from deploy_common import (BIN, CHART, SEED_TEST_STRING, VALUES_DIR, by_kind, co
                            daemonset, expand_env, helm_template, mounts, render, require_tools, run,
                            validate, volumes)
 
-EXPECTED_CAPS = {"collector": ["BPF", "PERFMON"], "execwhacker": ["KILL"], "exporter": []}
+EXPECTED_CAPS = {"collector": ["BPF", "PERFMON"], "execwhacker": ["KILL"], "monero": ["KILL"],
+                 "tcpflowkiller": ["KILL"], "exporter": []}
+# Container name -> the enforcer's --detector, in the chart's container order.
+DETECTORS = {"execwhacker": "execwhacker", "monero": "monero", "tcpflowkiller": "flowkiller"}
+COLLECTOR_SOCKET = "ipc:///run/cryptnono/collector.sock"
+# The runtime sockets the exporter may mount from the node, and where it sees them.
+RUNTIME_SOCKETS = {"cri-socket": "/run/cryptnono-runtime/cri.sock",
+                   "docker-socket": "/run/cryptnono-runtime/docker.sock"}
+
+
+def enforcer_socket(container):
+    return f"ipc:///run/cryptnono/{DETECTORS[container]}.sock"
+
+
+def detectors_values(enabled):
+    """Values enabling exactly the given detectors (container names)."""
+    return {"detectors": {name: {"enabled": name in enabled} for name in DETECTORS}}
 
 
 def values_file(name):
@@ -37,8 +55,9 @@ class ChartTest(unittest.TestCase):
 
     # ---- helpers -------------------------------------------------------------------
 
-    def assert_secure_pod(self, ds):
-        """The security settings the issue asks for, on every container."""
+    def assert_secure_pod(self, ds, enforcers=("execwhacker", "monero")):
+        """The security settings the issue asks for, on every container; `enforcers`
+        are the enforcer containers expected (the defaults: execwhacker and monero)."""
         pod = ds["spec"]["template"]["spec"]
         self.assertTrue(pod["hostPID"])
         self.assertFalse(pod.get("hostNetwork", False))
@@ -47,7 +66,7 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
         self.assertEqual(pod["securityContext"]["fsGroup"], 65532)
         cs = containers(ds)
-        self.assertEqual(list(cs), ["collector", "execwhacker", "exporter"])
+        self.assertEqual(list(cs), ["collector", *enforcers, "exporter"])
         for name, c in cs.items():
             sc = c["securityContext"]
             with self.subTest(container=name):
@@ -65,51 +84,67 @@ class ChartTest(unittest.TestCase):
                 sock = mounts(c)["sockets"]
                 self.assertEqual(sock["mountPath"], "/run/cryptnono")
                 self.assertNotIn("subPath", sock)
-        # Root uid only where a capability is needed: Kubernetes gives added
-        # capabilities to uid 0 only (no ambient set).
-        self.assertEqual(cs["collector"]["securityContext"]["runAsUser"], 0)
-        self.assertEqual(cs["execwhacker"]["securityContext"]["runAsUser"], 0)
-        self.assertEqual(cs["exporter"]["securityContext"]["runAsUser"], 65532)
+                # Root uid only where a capability is needed: Kubernetes gives added
+                # capabilities to uid 0 only (no ambient set).
+                self.assertEqual(sc["runAsUser"], 65532 if name == "exporter" else 0)
+                if name in DETECTORS:
+                    self.assertEqual(self.arg_pairs(c["args"], "--detector"), [DETECTORS[name]])
+                    self.assertEqual(self.arg_pairs(c["args"], "--bind"), [enforcer_socket(name)])
+                    self.assertEqual(self.arg_pairs(c["args"], "--connect"), [COLLECTOR_SOCKET])
+                    for probe in ("readinessProbe", "livenessProbe"):
+                        self.assertEqual(c[probe]["exec"]["command"][:3],
+                                         ["/usr/bin/cryptnono", "tail", enforcer_socket(name)])
         self.assertTrue(cs["exporter"]["securityContext"]["runAsNonRoot"])
+        # The exporter reads every enabled enforcer's decisions and the collector's stats.
+        self.assertEqual(self.arg_pairs(cs["exporter"]["args"], "--connect"),
+                         [enforcer_socket(n) for n in enforcers] + [COLLECTOR_SOCKET])
         sockets = volumes(ds)["sockets"]
         self.assertIn("emptyDir", sockets)
+        # The only host paths: the container runtime's sockets, type Socket (never a
+        # directory the kubelet would create), in the exporter only, read-only.
         for v in volumes(ds).values():
-            self.assertNotIn("hostPath", v, f"volume {v['name']} mounts the host")
+            if "hostPath" in v:
+                self.assertIn(v["name"], RUNTIME_SOCKETS, f"volume {v['name']} mounts the host")
+                self.assertEqual(v["hostPath"]["type"], "Socket")
+        for name, c in cs.items():
+            for m in c.get("volumeMounts", []):
+                if m["name"] in RUNTIME_SOCKETS:
+                    self.assertEqual(name, "exporter")
+                    self.assertEqual(m["mountPath"], RUNTIME_SOCKETS[m["name"]])
+                    self.assertTrue(m["readOnly"])
 
     def arg_pairs(self, args, flag):
         return [args[i + 1] for i, a in enumerate(args) if a == flag]
 
-    def check_args_accepted(self, objects, secret_files=None):
-        """Runs each program with the args the chart renders plus --check. Config
-        paths are pointed at the rendered ConfigMap's data (and the given Secret
-        files), written to a temp dir the way the kubelet lays them out."""
+    def check_args_accepted(self, objects, files=None):
+        """Runs each program with the args the chart renders plus --check. Paths under
+        a mounted ConfigMap or Secret are pointed at a temp dir laid out the way the
+        kubelet does it: the rendered ConfigMaps' data, and `files` ({ConfigMap or
+        Secret name: {key: text}}) for the ones that exist in the cluster already."""
         ds = daemonset(objects)
-        maps = {cm["metadata"]["name"]: cm for cm in by_kind(objects, "ConfigMap")}
+        maps = {cm["metadata"]["name"]: cm["data"] for cm in by_kind(objects, "ConfigMap")}
         with tempfile.TemporaryDirectory() as tmp:
             path_map = {}
             for vol in volumes(ds).values():
-                if "configMap" in vol:
-                    data = maps[vol["configMap"]["name"]]["data"]
-                    d = os.path.join(tmp, vol["name"])
-                    os.makedirs(d)
-                    for key, text in data.items():
-                        with open(os.path.join(d, key), "w") as f:
-                            f.write(text)
-                    path_map[vol["name"]] = d
-                elif "secret" in vol:
-                    d = os.path.join(tmp, vol["name"])
-                    os.makedirs(d)
-                    for key, text in (secret_files or {}).get(vol["secret"]["secretName"], {}).items():
-                        with open(os.path.join(d, key), "w") as f:
-                            f.write(text)
-                    path_map[vol["name"]] = d
+                source = vol.get("configMap", {}).get("name") or vol.get("secret", {}).get("secretName")
+                if not source:
+                    continue
+                data = maps.get(source) if "configMap" in vol else None
+                if data is None:
+                    data = (files or {}).get(source, {})
+                d = os.path.join(tmp, vol["name"])
+                os.makedirs(d)
+                for key, text in data.items():
+                    with open(os.path.join(d, key), "w") as f:
+                        f.write(text)
+                path_map[vol["name"]] = d
             for name, c in containers(ds).items():
                 mount_map = {m["mountPath"]: path_map[m["name"]] for m in c.get("volumeMounts", [])
                              if m["name"] in path_map}
                 cmd = [expand_env(a, {"NODE_NAME": "node-under-test"}) for a in c["command"] + c["args"]]
                 for i, a in enumerate(cmd):
                     for mount_path, local in mount_map.items():
-                        if a.startswith(mount_path + "/"):
+                        if a == mount_path or a.startswith(mount_path + "/"):
                             cmd[i] = local + a[len(mount_path):]
                 program = os.path.join(BIN, os.path.basename(cmd[0]))
                 with self.subTest(container=name):
@@ -130,10 +165,17 @@ class ChartTest(unittest.TestCase):
                         proc = run(pcmd, check=False)
                         self.assertEqual(proc.returncode, 3, f"{pcmd}: {proc.stderr}")
 
+    def keygen(self, tmp, name):
+        """A CurveZMQ key pair made by the CLI the operator uses: (PATH.key, PATH.pub) texts."""
+        path = os.path.join(tmp, name)
+        run([os.path.join(BIN, "cryptnono"), "keygen", path])
+        with open(path + ".key") as k, open(path + ".pub") as p:
+            return k.read(), p.read()
+
     # ---- tests ---------------------------------------------------------------------
 
     def test_lint_passes_with_every_values_file(self):
-        for files in ([], [values_file("cryptnono-style.yaml")]):
+        for files in ([], [values_file("cryptnono-style.yaml")], [values_file("cryptnono-every-detector.yaml")]):
             with self.subTest(values=files):
                 cmd = ["helm", "lint", "--strict", CHART]
                 for f in files:
@@ -152,14 +194,22 @@ class ChartTest(unittest.TestCase):
         pod = ds["spec"]["template"]["spec"]
         self.assertEqual(pod["tolerations"], [{"operator": "Exists"}])  # run everywhere
         cs = containers(ds)
+        # execwhacker and monero by default, as in cryptnono's chart.
         args = cs["execwhacker"]["args"]
-        self.assertEqual(self.arg_pairs(args, "--detector"), ["execwhacker"])
         self.assertEqual(self.arg_pairs(args, "--config"), [])  # built-in config: the seed's test string
         self.assertNotIn("--dry-run", args)
         self.assertEqual(self.arg_pairs(cs["exporter"]["args"], "--connect"),
-                         ["ipc:///run/cryptnono/execwhacker.sock", "ipc:///run/cryptnono/collector.sock"])
-        self.assertEqual(self.arg_pairs(cs["execwhacker"]["args"], "--connect"), ["ipc:///run/cryptnono/collector.sock"])
+                         ["ipc:///run/cryptnono/execwhacker.sock", "ipc:///run/cryptnono/monero.sock",
+                          "ipc:///run/cryptnono/collector.sock"])
         self.assertEqual(self.arg_pairs(cs["collector"]["args"], "--bind"), ["ipc:///run/cryptnono/collector.sock"])
+        self.assertEqual(self.arg_pairs(cs["collector"]["args"], "--probes"), ["exec,fpu"])
+        self.assertEqual(self.arg_pairs(cs["collector"]["args"], "--fpu-threshold"), ["64"])
+        self.assertNotIn("--also-bind", cs["collector"]["args"])
+        # CRI enrichment on: containerd's socket, for the exporter only.
+        self.assertEqual(volumes(ds)["cri-socket"]["hostPath"],
+                         {"path": "/run/containerd/containerd.sock", "type": "Socket"})
+        self.assertEqual(self.arg_pairs(cs["exporter"]["args"], "--cri-socket"),
+                         ["unix:///run/cryptnono-runtime/cri.sock"])
         self.assertEqual(cs["exporter"]["ports"], [{"name": "metrics", "containerPort": 12121, "protocol": "TCP"}])
         self.assertEqual(cs["exporter"]["readinessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
         ann = ds["spec"]["template"]["metadata"]["annotations"]
@@ -170,7 +220,7 @@ class ChartTest(unittest.TestCase):
     def test_cryptnono_style_values_keep_their_meaning(self):
         objects = render(values_files=[values_file("cryptnono-style.yaml")])
         ds = daemonset(objects)
-        self.assert_secure_pod(ds)
+        self.assert_secure_pod(ds, enforcers=["execwhacker"])  # the file turns monero off
         pod = ds["spec"]["template"]["spec"]
         cs = containers(ds)
         self.assertEqual({c["image"] for c in cs.values()}, {"registry.example.org/cryptnono:2024.01.1"})
@@ -210,6 +260,9 @@ class ChartTest(unittest.TestCase):
         self.assertTrue(m["readOnly"])
         self.assertEqual(volumes(ds)["execwhacker-config"]["configMap"]["name"], cm["metadata"]["name"])
         self.assertFalse([k for k in ann if k.startswith("checksum/")])
+        # cryptnono's containerdHostPath (k3s) says where the CRI socket is.
+        self.assertEqual(volumes(ds)["cri-socket"]["hostPath"]["path"], "/run/k3s/containerd/containerd.sock")
+        self.assertEqual(self.arg_pairs(cs["collector"]["args"], "--probes"), ["exec"])
         self.check_args_accepted(objects)
 
     def test_support_chart_dependency_as_in_the_operator_document(self):
@@ -236,7 +289,7 @@ class ChartTest(unittest.TestCase):
         self.assertIn("execwhacker", containers(ds))
         # `kubectl -n support get pod -l app.kubernetes.io/name=cryptnono` finds the pods.
         self.assertEqual(ds["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], "cryptnono")
-        self.assert_secure_pod(ds)
+        self.assert_secure_pod(ds, enforcers=["execwhacker"])  # the support chart turns monero off
         (cm,) = by_kind(objects, "ConfigMap")
         merged = {k: json.loads(v) for k, v in cm["data"].items()}
         self.assertEqual(merged["execwhacker-unencrypted-test-config.json"]["bannedCommandStrings"],
@@ -245,30 +298,181 @@ class ChartTest(unittest.TestCase):
                          ["^/usr/bin/jupyter-lab .*"])
         self.check_args_accepted(objects)
 
-    def test_monero_and_tcpflowkiller_values_accepted_but_refused_with_a_clear_message(self):
-        every = {"detectors": {"execwhacker": {"enabled": True},
-                               "monero": {"enabled": True, "resources": {"limits": {"memory": "64Mi"}}},
-                               "tcpflowkiller": {"enabled": True, "bannedIpv4ConfigMaps": {"ips": "banned.txt"},
-                                                 "config": {"FlowKiller": {"log_connects": True}}}}}
-        for detector in ("monero", "tcpflowkiller"):
-            values = copy.deepcopy(every)
-            for other in ("monero", "tcpflowkiller"):
-                values["detectors"][other]["enabled"] = other == detector
-            with self.subTest(detector=detector):
-                proc = helm_template(values=values, check=False)
-                self.assertNotEqual(proc.returncode, 0)
-                self.assertIn(f"detectors.{detector}.enabled=true: the {detector} detector is not implemented",
-                              proc.stderr)
-                self.assertNotIn("schema", proc.stderr)  # accepted by the schema, refused by the chart
-        # Every detector's values present but only execwhacker enabled: renders.
-        values = copy.deepcopy(every)
-        values["detectors"]["monero"]["enabled"] = False
-        values["detectors"]["tcpflowkiller"]["enabled"] = False
-        ds = daemonset(render(values=values))
-        self.assertEqual(list(containers(ds)), ["collector", "execwhacker", "exporter"])
+    def test_each_detector_is_its_own_enforcer_container_iff_enabled(self):
+        """Every combination of detectors: one enforcer container per enabled detector
+        (KILL only, probes on its own socket), the collector loads only the probes they
+        need, the exporter reads every enabled enforcer's socket."""
+        probes_for = {"execwhacker": set(), "monero": {"fpu"}, "tcpflowkiller": {"connect"}}
+        for n in range(1, len(DETECTORS) + 1):
+            for enabled in itertools.combinations(DETECTORS, n):
+                with self.subTest(enabled=enabled):
+                    objects = render(values=detectors_values(enabled))
+                    ds = daemonset(objects)
+                    self.assert_secure_pod(ds, enforcers=enabled)
+                    collector = containers(ds)["collector"]["args"]
+                    (probes,) = self.arg_pairs(collector, "--probes")
+                    self.assertEqual(probes.split(",")[0], "exec")
+                    self.assertEqual(set(probes.split(",")[1:]), set().union(*(probes_for[d] for d in enabled)))
+                    self.assertEqual(bool(self.arg_pairs(collector, "--fpu-threshold")), "monero" in enabled)
+                    if enabled in (("monero",), tuple(DETECTORS)):
+                        self.check_args_accepted(objects)
+        # The monero and flowkiller settings reach their programs.
+        values = detectors_values(["monero", "tcpflowkiller"])
+        values["detectors"]["monero"]["fpuThreshold"] = 200
+        values["detectors"]["tcpflowkiller"]["config"] = {"FlowKiller": {"unique_destinations_threshold": 7,
+                                                                         "lookback_duration_seconds": 2.5}}
+        values["dryRun"] = True
+        cs = containers(daemonset(render(values=values)))
+        self.assertEqual(self.arg_pairs(cs["collector"]["args"], "--fpu-threshold"), ["200"])
+        fk = cs["tcpflowkiller"]["args"]
+        self.assertEqual(self.arg_pairs(fk, "--unique-destinations-threshold"), ["7"])
+        self.assertEqual(self.arg_pairs(fk, "--lookback-duration-seconds"), ["2.5"])
+        for name in ("monero", "tcpflowkiller"):
+            self.assertIn("--dry-run", cs[name]["args"])
+        # Defaults: cryptnono's FlowKiller defaults.
+        fk = containers(daemonset(render(values=detectors_values(["tcpflowkiller"]))))["tcpflowkiller"]["args"]
+        self.assertEqual(self.arg_pairs(fk, "--unique-destinations-threshold"), ["15"])
+        self.assertEqual(self.arg_pairs(fk, "--lookback-duration-seconds"), ["30"])
+        self.assertEqual(self.arg_pairs(fk, "--banned-ips"), [])
+
+    def test_cryptnono_values_with_every_detector(self):
+        """A values file written for cryptnono's chart with monero and tcpflowkiller on:
+        renders, with the banned-IP ConfigMaps as directories and cryptnono's FlowKiller
+        settings as the flowkiller's flags."""
+        objects = render(values_files=[values_file("cryptnono-every-detector.yaml")])
+        ds = daemonset(objects)
+        self.assert_secure_pod(ds, enforcers=list(DETECTORS))
+        cs = containers(ds)
+        fk = cs["tcpflowkiller"]
+        self.assertEqual(self.arg_pairs(fk["args"], "--banned-ips"),
+                         ["/etc/cryptnono/flowkiller/flowkiller-banned-ips-1/banned_ipv4-1.txt",
+                          "/etc/cryptnono/flowkiller/flowkiller-banned-ips-2/banned_ipv4-2.txt"])
+        self.assertEqual(self.arg_pairs(fk["args"], "--unique-destinations-threshold"), ["10"])
+        self.assertEqual(self.arg_pairs(fk["args"], "--lookback-duration-seconds"), ["4"])
+        self.assertEqual(self.arg_pairs(fk["args"], "--log-level"), ["debug"])  # tcpflowkiller.debug
+        self.assertEqual({e["name"]: e.get("value") for e in fk["env"]}["FLOWKILLER_EXAMPLE"], "yes")
+        self.assertEqual(fk["resources"]["limits"]["memory"], "200Mi")
+        self.assertEqual(cs["monero"]["resources"]["limits"]["memory"], "96Mi")
+        # Whole ConfigMaps as directories (never subPath): the kubelet's updates reach
+        # the running enforcer, which reloads on the ..data swap.
+        for i, cm in enumerate(["flowkiller-banned-ips-1", "flowkiller-banned-ips-2"]):
+            m = mounts(fk)[f"flowkiller-banned-{i}"]
+            self.assertEqual(m["mountPath"], f"/etc/cryptnono/flowkiller/{cm}")
+            self.assertNotIn("subPath", m)
+            self.assertTrue(m["readOnly"])
+            self.assertEqual(volumes(ds)[f"flowkiller-banned-{i}"]["configMap"], {"name": cm})
+        self.assertEqual(self.arg_pairs(cs["collector"]["args"], "--probes"), ["exec,fpu,connect"])
+        self.assertIn("--log-no-match", cs["exporter"]["args"])  # FlowKiller.log_connects
+        self.check_args_accepted(objects, files={
+            "flowkiller-banned-ips-1": {"banned_ipv4-1.txt": "192.0.2.1\n# a comment\n"},
+            "flowkiller-banned-ips-2": {"banned_ipv4-2.txt": "198.51.100.0/24\n"}})
+
+    def test_runtime_socket_only_when_enrichment_is_on(self):
+        # Off: nothing from the host, the exporter keeps its own group, lookups off.
+        for values in ({"enrichment": {"cri": {"enabled": False}}},
+                       {"enrichment": {"cri": {"enabled": False}, "docker": {"enabled": False}}}):
+            ds = daemonset(render(values=values))
+            self.assert_secure_pod(ds)
+            exporter = containers(ds)["exporter"]
+            self.assertFalse([v for v in volumes(ds).values() if "hostPath" in v])
+            self.assertNotIn("cri-socket", mounts(exporter))
+            self.assertEqual(exporter["securityContext"]["runAsGroup"], 65532)
+            self.assertEqual(self.arg_pairs(exporter["args"], "--cri-socket"), [""])
+            self.assertEqual(self.arg_pairs(exporter["args"], "--docker-socket"), [""])
+        # On (default): the socket, group 0 to open it (root:root 0660), still uid 65532
+        # with no capability; CRI-O's socket where asked.
+        ds = daemonset(render(values={"enrichment": {"cri": {"socket": "/run/crio/crio.sock"}}}))
+        self.assert_secure_pod(ds)
+        exporter = containers(ds)["exporter"]
+        sc = exporter["securityContext"]
+        self.assertEqual((sc["runAsUser"], sc["runAsGroup"], sc["runAsNonRoot"]), (65532, 0, True))
+        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
+        self.assertEqual(volumes(ds)["cri-socket"]["hostPath"], {"path": "/run/crio/crio.sock", "type": "Socket"})
+        self.assertNotIn("supplementalGroups", ds["spec"]["template"]["spec"]["securityContext"])
+        # Docker (BinderHub's dind) with the socket's own group: supplementalGroups, and
+        # without CRI the exporter needs no group 0.
+        objects = render(values={"enrichment": {"cri": {"enabled": False},
+                                                "docker": {"enabled": True, "group": 2375}},
+                                 "metrics": {"namespaceLabel": True}})
+        ds = daemonset(objects)
+        self.assert_secure_pod(ds)
+        exporter = containers(ds)["exporter"]
+        self.assertEqual(volumes(ds)["docker-socket"]["hostPath"],
+                         {"path": "/var/run/dind/docker.sock", "type": "Socket"})
+        self.assertEqual(ds["spec"]["template"]["spec"]["securityContext"]["supplementalGroups"], [2375])
+        self.assertEqual(exporter["securityContext"]["runAsGroup"], 65532)
+        self.assertEqual(self.arg_pairs(exporter["args"], "--docker-socket"),
+                         ["unix:///run/cryptnono-runtime/docker.sock"])
+        self.assertEqual(self.arg_pairs(exporter["args"], "--cri-socket"), [""])
+        self.assertIn("--metrics-namespace-label", exporter["args"])
+        self.check_args_accepted(objects)
+        # Docker without a group: group 0, as for CRI.
+        ds = daemonset(render(values={"enrichment": {"cri": {"enabled": False}, "docker": {"enabled": True}}}))
+        self.assertEqual(containers(ds)["exporter"]["securityContext"]["runAsGroup"], 0)
+
+    def test_remote_access_only_when_enabled_and_with_its_secrets(self):
+        # Off (default): no tcp:// endpoint, no port but the metrics, no key mounts.
+        ds = daemonset(render(values=detectors_values(DETECTORS)))
+        for name, c in containers(ds).items():
+            self.assertNotIn("--also-bind", c["args"], name)
+            self.assertEqual([p["name"] for p in c.get("ports", [])], ["metrics"] if name == "exporter" else [])
+        self.assertFalse({"curve-keys", "curve-authorized"} & set(volumes(ds)))
+        # The schema refuses it without the Secrets.
+        for what, ra in {"no secrets": {"enabled": True},
+                         "no authorized keys": {"enabled": True, "keysSecret": "cryptnono-curve"},
+                         "empty key secret": {"enabled": True, "keysSecret": "", "authorizedKeysSecret": "c"}}.items():
+            with self.subTest(what):
+                proc = helm_template(values={"remoteAccess": ra}, check=False)
+                self.assertNotEqual(proc.returncode, 0, f"{what} was accepted")
+                self.assertIn("values don't meet the specifications of the schema", proc.stderr)
+                self.assertIn("remoteAccess", proc.stderr)
+        # Ports that would collide in the pod's network namespace are refused.
+        proc = helm_template(values={"remoteAccess": {"enabled": True, "keysSecret": "k", "authorizedKeysSecret": "a",
+                                                      "execwhackerPort": 12121}}, check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("remoteAccess.execwhackerPort=12121 is also the metrics port", proc.stderr)
+        # On: every stage with a port gets a tcp:// endpoint, the key pair and the
+        # authorized clients; a port of 0 leaves that stage ipc-only.
+        values = detectors_values(DETECTORS)
+        values["remoteAccess"] = {"enabled": True, "keysSecret": "cryptnono-curve",
+                                  "authorizedKeysSecret": "cryptnono-forensics", "moneroPort": 0}
+        objects = render(values=values)
+        ds = daemonset(objects)
+        self.assert_secure_pod(ds, enforcers=list(DETECTORS))
+        self.assertFalse(ds["spec"]["template"]["spec"].get("hostNetwork", False))
+        expected = {"collector": 5556, "execwhacker": 5557, "tcpflowkiller": 5559}
+        for name, c in containers(ds).items():
+            with self.subTest(container=name):
+                if name in expected:
+                    port = expected[name]
+                    self.assertEqual(self.arg_pairs(c["args"], "--also-bind"), [f"tcp://0.0.0.0:{port}"])
+                    self.assertEqual(self.arg_pairs(c["args"], "--curve-keys"),
+                                     ["/etc/cryptnono/curve/server/server.key"])
+                    self.assertEqual(self.arg_pairs(c["args"], "--curve-authorized"), ["/etc/cryptnono/curve/authorized"])
+                    self.assertEqual([(p["containerPort"], p["protocol"]) for p in c["ports"]], [(port, "TCP")])
+                    self.assertEqual(mounts(c)["curve-keys"]["mountPath"], "/etc/cryptnono/curve/server")
+                    self.assertEqual(mounts(c)["curve-authorized"]["mountPath"], "/etc/cryptnono/curve/authorized")
+                    for m in ("curve-keys", "curve-authorized"):
+                        self.assertTrue(mounts(c)[m]["readOnly"])
+                        self.assertNotIn("subPath", mounts(c)[m])
+                else:  # monero (port 0) and the exporter
+                    self.assertNotIn("--also-bind", c["args"])
+                    self.assertFalse({"curve-keys", "curve-authorized"} & set(mounts(c)))
+        keys = volumes(ds)["curve-keys"]["secret"]
+        self.assertEqual(keys["secretName"], "cryptnono-curve")
+        self.assertEqual(keys["items"], [{"key": "server.key", "path": "server.key"}])
+        self.assertEqual(keys["defaultMode"], 0o400)
+        self.assertEqual(volumes(ds)["curve-authorized"]["secret"]["secretName"], "cryptnono-forensics")
+        self.assertNotIn("items", volumes(ds)["curve-authorized"]["secret"])  # every client key file
+        with tempfile.TemporaryDirectory() as tmp:
+            server_key, _ = self.keygen(tmp, "server")
+            _, alice = self.keygen(tmp, "alice")
+            _, bob = self.keygen(tmp, "bob")
+        self.check_args_accepted(objects, files={"cryptnono-curve": {"server.key": server_key},
+                                                 "cryptnono-forensics": {"alice.pub": alice, "bob.pub": bob}})
 
     def test_no_detector_enabled_renders_nothing(self):
-        self.assertEqual(render(values={"detectors": {"execwhacker": {"enabled": False}}}), [])
+        self.assertEqual(render(values=detectors_values([])), [])
 
     def test_schema_rejects_unknown_and_mistyped_values(self):
         bad = {
@@ -282,6 +486,14 @@ class ChartTest(unittest.TestCase):
             "bad pull policy": {"image": {"pullPolicy": "Sometimes"}},
             "bad resources key": {"detectors": {"execwhacker": {"resources": {"limit": {"cpu": 1}}}}},
             "unknown monero key": {"detectors": {"monero": {"enable": True}}},
+            "fpu threshold 0": {"detectors": {"monero": {"fpuThreshold": 0}}},
+            "misspelt FlowKiller key": {"detectors": {"tcpflowkiller": {"config": {"FlowKiller": {
+                "unique_destination_threshold": 3}}}}},
+            "banned IPs not a map of keys": {"detectors": {"tcpflowkiller": {"bannedIpv4ConfigMaps": ["ips"]}}},
+            "relative CRI socket": {"enrichment": {"cri": {"socket": "run/containerd/containerd.sock"}}},
+            "docker group as a name": {"enrichment": {"docker": {"group": "docker"}}},
+            "remote access without secrets": {"remoteAccess": {"enabled": True}},
+            "remote port out of range": {"remoteAccess": {"collectorPort": 70000}},
             "dryRun as string": {"dryRun": "true"},
             "secret without keys": {"detectors": {"execwhacker": {"configSecrets": [{"name": "s"}]}}},
         }
@@ -302,6 +514,7 @@ class ChartTest(unittest.TestCase):
         self.assert_secure_pod(ds)
         ew = containers(ds)["execwhacker"]
         self.assertIn("--dry-run", ew["args"])
+        self.assertIn("--dry-run", containers(ds)["monero"]["args"])
         self.assertEqual(self.arg_pairs(ew["args"], "--config"),
                          ["/etc/cryptnono/execwhacker-secrets/cryptnono-banned/banned.json",
                           "/etc/cryptnono/execwhacker-secrets/cryptnono-banned/more.json"])
@@ -320,8 +533,8 @@ class ChartTest(unittest.TestCase):
             self.assertEqual(ds["spec"]["template"]["metadata"]["labels"][k], v)
         self.assertEqual(sm["spec"]["endpoints"][0]["port"], svc["spec"]["ports"][0]["name"])
         config = json.dumps({"bannedCommandStrings": ["x-secret-string"], "allowedCommandPatterns": []})
-        self.check_args_accepted(objects, secret_files={"cryptnono-banned": {"banned.json": config,
-                                                                               "more.json": config}})
+        self.check_args_accepted(objects, files={"cryptnono-banned": {"banned.json": config,
+                                                                        "more.json": config}})
 
     def test_metrics_off_drops_annotations_and_service_monitor(self):
         objects = render(values={"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})

@@ -6,15 +6,19 @@ podman, and the privilege test.
 - ImageTest: the runtime root holds the four programs, their shared libraries and
   nothing else (no shell, no package manager); every program runs in it; the default
   user is unprivileged.
-- PrivilegeTest: runs the chart's three containers from that image with exactly the
-  security settings the chart renders (the DaemonSet's own securityContext,
-  capabilities, host pid namespace, read-only root, fsGroup-owned shared socket
-  emptyDir, command and args, env, probes), in one shared network namespace like a
-  pod's. The operator document's test command, with a banned string this test makes
-  up at random (never anything else), run on the host dies at once; the exporter logs
-  why; /metrics counts it; the running processes hold only the capabilities the design
-  says; the probes pass; a config update through the kubelet's ..data symlink swap is
-  enforced without a restart.
+- PrivilegeTest: runs the chart's containers (collector, execwhacker, monero, exporter)
+  from that image with exactly the security settings the chart renders (the
+  DaemonSet's own securityContext, capabilities, host pid namespace, read-only root,
+  fsGroup-owned shared socket emptyDir, the CRI socket from the host, command and args,
+  env, probes), in one shared network namespace like a pod's. The operator document's
+  test command, with a banned string this test makes up at random (never anything
+  else), run on the host dies at once; the exporter logs why; /metrics counts it; a
+  process switching the FPU rounding mode (cryptnono-test-rounding, started by this
+  test) is killed by the monero container; the running processes hold only the
+  capabilities the design says; the exporter can open the root:root 0660 runtime
+  socket the chart mounts, and could not without the group the chart gives it; the
+  probes pass; a config update through the kubelet's ..data symlink swap is enforced
+  without a restart.
 - MissingCapabilityTest: the collector started with one capability fewer than the
   chart gives it stops with a non-zero status and a message naming what is missing.
 
@@ -25,7 +29,10 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
+import stat
+import struct
 import sys
 import tempfile
 import time
@@ -33,12 +40,13 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_common import (CONTAINERS_CONF, REPO, by_kind, containers, daemonset, expand_env,  # noqa: E402
-                           render, require_tools, run, volumes)
+from deploy_common import (BIN, CONTAINERS_CONF, REPO, by_kind, containers, daemonset, expand_env,  # noqa: E402
+                           mounts, render, require_tools, run, volumes)
 
 IMAGE = os.environ.get("CRYPTNONO_TEST_IMAGE", "localhost/cryptnono:ctest")
 PROGRAMS = ["cryptnono-collector", "cryptnono-enforcer", "cryptnono-exporter", "cryptnono"]
 CAP_BITS = {"KILL": 5, "PERFMON": 38, "BPF": 39}
+ENFORCERS = ("execwhacker", "monero")  # the chart's defaults, run by PrivilegeTest
 os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF
 
 
@@ -184,6 +192,12 @@ class Pod:
                 kv.write(self.config_maps[vol["configMap"]["name"]]["data"])
                 self.kubelet_volumes[vol["name"]] = kv
                 self.host_dirs[vol["name"]] = path
+            elif vol.get("hostPath", {}).get("type") == "Socket":
+                # The kubelet checks the type before it starts the pod.
+                host = vol["hostPath"]["path"]
+                if not stat.S_ISSOCK(os.stat(host).st_mode):
+                    raise AssertionError(f"hostPath {host} is not a socket: the kubelet would not start the pod")
+                self.host_dirs[vol["name"]] = host
             else:
                 raise AssertionError(f"volume type not emulated: {vol}")
 
@@ -264,11 +278,52 @@ class Pod:
         run(["ip", "netns", "del", self.netns], check=False)
 
 
-def render_for_image(banned):
+def render_for_image(banned, cri_socket=None):
+    """The chart with its defaults (execwhacker, monero, CRI enrichment), this test's
+    image and banned string, and the CRI socket at `cri_socket` on the host (off when
+    None: no containerd runs on the test machine)."""
     repo, _, tag = IMAGE.rpartition(":")
+    cri = {"enabled": True, "socket": cri_socket} if cri_socket else {"enabled": False}
     return render(values={"image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+                          "enrichment": {"cri": cri},
                           "detectors": {"execwhacker": {"configs": {"deploy-test": {
                               "bannedCommandStrings": [banned]}}}}})
+
+
+class FakeRuntimeSocket:
+    """A unix socket where the CRI socket would be, root:root 0660 like containerd's:
+    it only counts the connections it accepts (whoever gets through the permissions)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o660)
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+
+    def accepted(self, timeout):
+        """The command lines of the processes whose connections were accepted within
+        `timeout` seconds (SO_PEERCRED: who connected, not only that someone did)."""
+        peers, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            pid, _, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    peers.append(f.read().replace(b"\0", b" ").decode(errors="replace").strip())
+            except OSError:
+                peers.append(f"pid {pid} (gone)")
+            conn.close()
+        return peers
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
 
 
 class ImageBuildTest(unittest.TestCase):
@@ -328,8 +383,10 @@ class PrivilegeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.banned = random_banned()
-        cls.objects = render_for_image(cls.banned)
         cls.workdir = tempfile.mkdtemp(prefix="cryptnono-deploy-")
+        os.chmod(cls.workdir, 0o755)
+        cls.runtime = FakeRuntimeSocket(os.path.join(cls.workdir, "containerd.sock"))
+        cls.objects = render_for_image(cls.banned, cri_socket=cls.runtime.path)
         cls.pod = Pod(cls.objects, cls.workdir, node_name=f"node-{secrets.token_hex(3)}")
         cls.exporter = containers(cls.pod.ds)["exporter"]
         cls.port = cls.exporter["ports"][0]["containerPort"]
@@ -339,6 +396,7 @@ class PrivilegeTest(unittest.TestCase):
         except BaseException:
             cls.dump_logs()
             cls.pod.remove()
+            cls.runtime.close()
             shutil.rmtree(cls.workdir, ignore_errors=True)
             raise
 
@@ -349,6 +407,7 @@ class PrivilegeTest(unittest.TestCase):
             cls.stop_codes = codes
         finally:
             cls.pod.remove()
+            cls.runtime.close()
             shutil.rmtree(cls.workdir, ignore_errors=True)
         # Every program exits 0 on SIGTERM (the kubelet's stop); checked here because
         # it can only be seen at the end.
@@ -376,7 +435,7 @@ class PrivilegeTest(unittest.TestCase):
 
     @classmethod
     def wait_ready(cls):
-        for name in ("collector", "execwhacker", "exporter"):
+        for name in ("collector", *ENFORCERS, "exporter"):
             wait_for(lambda n=name: cls.probe_ok(n, "readinessProbe"), 60, f"{name} readiness probe")
 
     def metrics(self):
@@ -437,38 +496,87 @@ class PrivilegeTest(unittest.TestCase):
 
     def test_processes_hold_only_their_capabilities(self):
         pod = self.pod
-        collector = proc_status(pod.container_pid("collector"))
-        enforcer = proc_status(pod.container_pid("execwhacker"))
-        exporter = proc_status(pod.container_pid("exporter"))
-        # The collector dropped BPF and PERFMON after attaching; all three have no_new_privs.
+        status = {name: proc_status(pod.container_pid(name)) for name in ("collector", *ENFORCERS, "exporter")}
+        collector, enforcer, exporter = status["collector"], status["execwhacker"], status["exporter"]
+        # The collector dropped BPF and PERFMON after attaching; all have no_new_privs.
         self.assertEqual(int(collector["CapEff"], 16), 0)
         self.assertEqual(int(collector["CapPrm"], 16), 0)
-        self.assertEqual(int(enforcer["CapEff"], 16), cap_mask(["KILL"]))
+        for name in ENFORCERS:
+            self.assertEqual(int(status[name]["CapEff"], 16), cap_mask(["KILL"]), name)
+            self.assertEqual(status[name]["Uid"].split()[0], "0", name)
         self.assertEqual(int(exporter["CapEff"], 16), 0)
         self.assertEqual(int(exporter["CapPrm"], 16), 0)
-        for name, st in (("collector", collector), ("execwhacker", enforcer), ("exporter", exporter)):
+        for name, st in status.items():
             with self.subTest(container=name):
                 self.assertEqual(st["NoNewPrivs"].strip(), "1")
                 self.assertEqual(int(st["CapBnd"], 16) & ~cap_mask(["BPF", "PERFMON", "KILL"]), 0)
                 self.assertEqual(st["Seccomp"].strip(), "2")  # filtered: the runtime's default profile
         print("\nresident memory (peak): " + ", ".join(
-            f"{n} {st['VmRSS'].strip()} ({st['VmHWM'].strip()})"
-            for n, st in (("collector", collector), ("execwhacker", enforcer), ("exporter", exporter))),
-            file=sys.stderr)
+            f"{n} {st['VmRSS'].strip()} ({st['VmHWM'].strip()})" for n, st in status.items()), file=sys.stderr)
         self.assertEqual(exporter["Uid"].split()[0], "65532")
+        # Group 0 for the runtime socket, the fsGroup for the pod's sockets, nothing else.
+        self.assertEqual(exporter["Gid"].split()[0], "0")
+        self.assertEqual(set(exporter["Groups"].split()), {"65532"})
         self.assertEqual(enforcer["Uid"].split()[0], "0")
         # The sockets: owner and the fsGroup may connect, nobody else.
         sockets = pod.host_dirs["sockets"]
-        for sock in ("collector.sock", "execwhacker.sock"):
+        for sock in ("collector.sock", *(f"{n}.sock" for n in ENFORCERS)):
             st = os.stat(os.path.join(sockets, sock))
             self.assertEqual(st.st_mode & 0o777, 0o660, sock)
             self.assertEqual(st.st_gid, 65532, sock)
 
     def test_probes_pass(self):
-        for name in ("collector", "execwhacker", "exporter"):
+        for name in ("collector", *ENFORCERS, "exporter"):
             for probe in ("readinessProbe", "livenessProbe"):
                 with self.subTest(container=name, probe=probe):
                     self.assertTrue(self.probe_ok(name, probe))
+
+    def test_monero_container_kills_a_rounding_mode_switcher(self):
+        """cryptnono-test-rounding (a host process switching the FPU rounding mode the way
+        RandomX does, started here: nothing else is targeted) is reported by the
+        collector's fpu probe and killed by the monero container."""
+        program = os.path.join(BIN, "cryptnono-test-rounding")
+        if not os.path.isfile(program):
+            self.fail(f"{program} is missing: build the cryptnono-test-rounding target")
+        counted = 'cryptnono_monero_processes_killed_total'
+        before = sum(v for k, v in self.metrics().items() if k.startswith(counted))
+        start = time.monotonic()
+        proc = subprocess.Popen([program, "0"], stdout=subprocess.PIPE, text=True)
+        try:
+            returncode = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            self.fail("the rounding-mode switcher was not killed within 60 s")
+        took = time.monotonic() - start
+        self.assertEqual(returncode, -9, f"not killed by SIGKILL: {returncode}")
+        line = wait_for(lambda: [d for d in self.decisions() if d.get("pid") == proc.pid and
+                                 d.get("detector") == "monero"], 10, "the exporter's monero JSON line")[0]
+        self.assertEqual(line["action"], "killed", line)
+        self.assertEqual(line["node"], self.pod.node_name)
+        self.assertIn("fpu_switches", line)
+        wait_for(lambda: sum(v for k, v in self.metrics().items() if k.startswith(counted)) >= before + 1, 10,
+                 "/metrics to count the monero kill")
+        print(f"\nmonero: rounding-mode switcher killed {took:.2f} s after start "
+              f"({line['fpu_switches']} switches, rule {line.get('rule')})", file=sys.stderr)
+
+    def test_exporter_can_open_the_runtime_socket_and_only_with_its_group(self):
+        """The CRI socket the chart mounts from the host is root:root 0660 (as
+        containerd's): the exporter, uid 65532 with the chart's group 0, gets through;
+        the same container without that group does not. (`cryptnono tail ipc://` is a
+        plain unix-socket connect, run with the container's own settings.)"""
+        exporter = containers(self.pod.ds)["exporter"]
+        target = mounts(exporter)["cri-socket"]["mountPath"]
+        self.runtime.accepted(0.2)  # nothing pending from earlier
+        tail = ["/usr/bin/cryptnono", "tail", f"ipc://{target}", "--count", "1", "--timeout", "1"]
+
+        def tail_connected():
+            return [p for p in self.runtime.accepted(1.5) if "cryptnono tail" in p]
+
+        podman("exec", "-d", self.pod.names["exporter"], *tail)
+        self.assertTrue(tail_connected(), "the exporter's settings could not connect to the CRI socket")
+        podman("exec", "-d", "--user", "65532:65532", self.pod.names["exporter"], *tail)
+        self.assertEqual(tail_connected(), [], "connected without group 0: the check proves nothing")
 
     def test_config_update_applies_in_place(self):
         """The kubelet's in-place update of a mounted ConfigMap reaches the enforcer

@@ -87,11 +87,14 @@ class FaultTest(unittest.TestCase):
                  "the exporter to count the collector's restart")
         wait_for(lambda: re.search(r"collector restarted: new publisher collector/\S+", p.log("enforcer")), 10,
                  "the enforcer to log the collector's restart")
-        wait_for(lambda: re.search(r"publisher collector/\S+ is back|new publisher collector/", p.log("exporter")),
+        wait_for(lambda: re.search(r"publisher collector/\S+ replaces collector/\S+ after", p.log("exporter")),
                  10, "the exporter to log the collector's return")
+        self.assertGreaterEqual(p.metric("cryptnono_publisher_silences_total", publisher_kind="collector"), 1)
         # Recovered without restarting the enforcer or the exporter.
         self.banned_dies(self.spawn_banned())
         p.check_alive()
+        wait_for(lambda: p.metric("cryptnono_enforcer_publisher_restarts_total") >= 1, 10,
+                 "the enforcer's own count of the collector's restart")
 
     def test_exporter_down_blocks_nothing_upstream_and_grows_nothing(self):
         p = self.pipeline
@@ -111,6 +114,38 @@ class FaultTest(unittest.TestCase):
         c = self.spawn_banned()
         self.banned_dies(c)
         p.find_line(pid=c.pid, action="killed")
+
+    def test_a_subscriber_that_stops_reading_costs_bounded_memory_and_its_losses_are_counted(self):
+        # Restarted with a small per-subscriber queue so the test needs few events.
+        p = self.pipeline
+        p.kill("enforcer", signal.SIGTERM)
+        p.argv["enforcer"] = p.argv["enforcer"] + ["--send-hwm", "100"]
+        p.restart("enforcer")
+        wait_for(lambda: self._checked_grows(), 20, "the restarted enforcer to decide again")
+        os.kill(p.procs["exporter"].pid, signal.SIGSTOP)  # every thread of it, ZeroMQ's too
+        try:
+            rss = p.rss_kib("enforcer")
+            deadline = time.monotonic() + 60
+            spawned = 0
+            while spawned < 6000 and time.monotonic() < deadline:
+                subprocess.run(["/bin/true"])
+                spawned += 1
+            c = self.spawn_banned()
+            self.banned_dies(c)  # killing goes on while nobody reads the decisions
+            grown = p.rss_kib("enforcer") - rss
+        finally:
+            os.kill(p.procs["exporter"].pid, signal.SIGCONT)
+        print(f"\n{spawned} execs with the exporter stopped: enforcer RSS grew {grown} KiB")
+        self.assertLess(grown, 8 * 1024, "the enforcer's queue for a stopped subscriber is bounded")
+        wait_for(lambda: p.metric("cryptnono_messages_lost_total", publisher_kind="enforcer") > 0, 20,
+                 "the exporter to count the decisions it missed while stopped")
+        p.check_alive()
+
+    def _checked_grows(self):
+        before = self.pipeline.metric("cryptnono_execwhacker_processes_checked_total")
+        subprocess.run(["/bin/true"])
+        time.sleep(0.2)
+        return self.pipeline.metric("cryptnono_execwhacker_processes_checked_total") > before
 
     def _scrape_ok(self):
         try:

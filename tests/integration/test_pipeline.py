@@ -162,8 +162,7 @@ class Pipeline:
 
     def stop(self):
         codes = {}
-        for name in ("collector", "enforcer", "exporter"):
-            p = self.procs[name]
+        for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for name, p in self.procs.items():

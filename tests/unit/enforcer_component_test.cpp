@@ -423,7 +423,8 @@ TEST_F(EnforcerLoop, StatsCarryTheContractsCounters) {
   for (auto c : stats.getCounters()) names.push_back(text(c.getName()));
   const std::vector<std::string> expected = {"events_received", "events_lost", "malformed", "decisions", "killed",
                                              "spared", "missed", "would_kill", "errors", "config_reloads",
-                                             "config_reload_failures", "config_generation", "send_drops"};
+                                             "config_reload_failures", "config_generation", "send_drops",
+                                             "publisher_restarts"};
   EXPECT_EQ(names, expected);
   EXPECT_EQ(text(got->envelope().getPublisherKind()), "enforcer");
   EXPECT_EQ(text(got->envelope().getNode()), "test-node");

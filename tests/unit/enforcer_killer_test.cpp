@@ -74,6 +74,34 @@ TEST_F(PidfdKillerTest, AReapedProcessIsNotKilled) {
       << opened.outcome.reason;
 }
 
+TEST_F(PidfdKillerTest, NeverTouchesTheAgentsOwnProgramsOrItsPod) {
+  // The child runs /bin/sleep (through a symlink): the same inode as a protected program.
+  Child child(dir_, testing::random_token());
+  ASSERT_GT(child.pid(), 0);
+  PidfdKiller by_exe(ProcReader("/proc"), getpid());
+  by_exe.protect_executables({"/no/such/program", std::filesystem::canonical("/bin/sleep").string()});
+  auto opened = by_exe.open(child.pid(), child.start_boot_ns());
+  EXPECT_EQ(opened.outcome.status, KillStatus::kProtected);
+  EXPECT_EQ(opened.outcome.reason, "protected: one of the agent's own programs");
+
+  // A copy of the program is another inode: not protected.
+  std::filesystem::copy_file("/bin/sleep", dir_ + "/sleep-copy");
+  PidfdKiller by_copy(ProcReader("/proc"), getpid());
+  by_copy.protect_executables({dir_ + "/sleep-copy"});
+  EXPECT_EQ(by_copy.open(child.pid(), child.start_boot_ns()).outcome.status, KillStatus::kOk);
+
+  // Everything in the protected cgroup subtree (this test's own cgroup here).
+  auto cgroup = ProcReader("/proc").cgroup(getpid());
+  ASSERT_TRUE(cgroup);
+  PidfdKiller by_pod(ProcReader("/proc"), getpid());
+  by_pod.protect_cgroup_prefix(*cgroup);
+  auto in_pod = by_pod.open(child.pid(), child.start_boot_ns());
+  EXPECT_EQ(in_pod.outcome.status, KillStatus::kProtected);
+  EXPECT_EQ(in_pod.outcome.reason, "protected: in the agent's own pod");
+  by_pod.protect_cgroup_prefix(*cgroup + "-elsewhere/");
+  EXPECT_EQ(by_pod.open(child.pid(), child.start_boot_ns()).outcome.status, KillStatus::kOk);
+}
+
 TEST_F(PidfdKillerTest, NeverTouchesPidOneItselfOrKernelThreads) {
   EXPECT_EQ(killer_.open(1, 1).outcome.reason, "protected: pid 1");
   EXPECT_EQ(killer_.open(0, 1).outcome.reason, "protected: pid 0");

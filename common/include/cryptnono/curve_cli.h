@@ -1,5 +1,9 @@
-// The CurveZMQ flags every binary accepts, in one place so they read the same everywhere.
+// The transport flags (CurveZMQ, extra endpoints, queue bound), in one place so they read
+// the same in every binary.
 #pragma once
+
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -16,6 +20,18 @@ inline void add_curve_options(CLI::App& app, CurveOptions& options) {
                  "endpoint this program binds; repeatable. Anyone else gets nothing");
   app.add_option("--curve-server-key", options.server_key_file,
                  "Public key file of the tcp:// publisher this program connects to");
+}
+
+// --also-bind and --send-hwm, for the programs that publish (collector, enforcer).
+inline void add_publisher_options(CLI::App& app, std::vector<std::string>& also_bind, int& send_hwm) {
+  app.add_option("--also-bind", also_bind,
+                 "Another endpoint to publish on (repeatable), e.g. tcp://0.0.0.0:5556 for remote subscribers "
+                 "(needs --curve-keys and --curve-authorized)");
+  app.add_option("--send-hwm", send_hwm,
+                 "Messages queued for each subscriber before further ones are dropped for it (it sees a "
+                 "sequence gap)")
+      ->check(CLI::Range(100, 10'000'000))
+      ->capture_default_str();
 }
 
 }  // namespace cryptnono

@@ -41,9 +41,10 @@ class ProcReader {
   // The cgroup path, preferring the v2 (0::) line, else the first v1 line with a path.
   Result<std::string> cgroup(pid_t pid) const;
   Result<std::string> exe(pid_t pid) const;
+  // "<root>/<pid>/<leaf>"
+  std::string path(pid_t pid, const char* leaf) const;
 
  private:
-  std::string path(pid_t pid, const char* leaf) const;
   std::string root_;
 };
 

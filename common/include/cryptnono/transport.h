@@ -146,6 +146,9 @@ class Subscriber {
   // frames are discarded and counted in malformed().
   bool try_receive(Received& out);
 
+  // Adds a topic subscription (e.g. once the program is ready for those messages).
+  void subscribe(std::string_view topic);
+
   uint64_t received() const { return received_; }
   uint64_t malformed() const { return malformed_; }
 

@@ -9,7 +9,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cryptnono/curve.h"
 #include "cryptnono/result.h"
+#include "cryptnono/transport.h"
 #include "exec_event.h"
 #include "fpu_event.h"
 
@@ -37,6 +39,11 @@ struct Config {
   std::vector<std::string> probes = {"exec", "fpu", "connect"};
   // Switches with a non-default MXCSR rounding mode before a process is reported.
   uint32_t fpu_threshold = FPU_THRESHOLD_DEFAULT;
+  // More endpoints to publish on next to --bind (e.g. tcp:// for remote forensics
+  // subscribers, which needs the CurveZMQ flags).
+  std::vector<std::string> also_bind;
+  int send_hwm = Publisher::kDefaultSendHwm;  // messages queued per subscriber
+  CurveOptions curve;
 
   bool wants(std::string_view probe) const;
 };

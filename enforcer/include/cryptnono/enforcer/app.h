@@ -10,6 +10,7 @@
 #include "cryptnono/enforcer/flowkiller.h"
 #include "cryptnono/enforcer/matcher.h"
 #include "cryptnono/enforcer/watcher.h"
+#include "cryptnono/curve.h"
 #include "cryptnono/result.h"
 
 namespace cryptnono::enforcer {
@@ -29,6 +30,10 @@ struct Config {
   double stats_interval_seconds = 5;
   std::string log_level = "info";
   bool check = false;
+  std::vector<std::string> also_bind;
+  int send_hwm = 10'000;
+  double wait_for_subscriber_seconds = 2;
+  CurveOptions curve;
 };
 
 struct LoadedRules {

@@ -31,6 +31,14 @@ struct EnforcerOptions {
   std::string node;
   bool dry_run = false;
   uint32_t stats_interval_ms = 5000;
+  std::vector<std::string> also_bind;  // more publish endpoints (tcp:// needs `security`)
+  int send_hwm = Publisher::kDefaultSendHwm;
+  TransportSecurity security;
+  // At start, wait up to this long for a first decision subscriber (the exporter) before
+  // subscribing to events. PUB drops what is published before a subscriber connects; the
+  // collector sweeps /proc when this enforcer subscribes, so waiting costs no event, and
+  // the kills of that sweep (processes that started while no enforcer ran) are logged.
+  uint32_t wait_for_subscriber_ms = 0;
 };
 
 class Enforcer {
@@ -77,6 +85,7 @@ class Enforcer {
     std::atomic<uint64_t> would_kill{0};
     std::atomic<uint64_t> errors{0};
     std::atomic<uint64_t> config_reloads{0};
+    std::atomic<uint64_t> publisher_restarts{0};  // a collector came back as a new publisher
     std::atomic<uint64_t> config_reload_failures{0};
     std::atomic<uint64_t> config_generation{0};
     std::atomic<uint64_t> send_drops{0};
@@ -97,6 +106,8 @@ class Enforcer {
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Subscriber> subscriber_;
   SequenceTracker tracker_;
+  std::string upstream_publisher_;  // the collector's publisher id, to tell its restarts
+  void wait_for_decision_subscriber();
   std::unique_ptr<Detector> detector_;
   uint64_t serving_generation_ = 1;  // the config generation that judges events now
   Received received_;

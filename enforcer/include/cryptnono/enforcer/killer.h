@@ -6,6 +6,11 @@
 
 #include <sys/types.h>
 
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -62,8 +67,20 @@ class PidfdKiller : public Killer {
                        size_t max_cmdline_bytes = 8u << 20);
   Opened open(pid_t pid, uint64_t start_boot_ns) override;
 
+  // The agent's own processes are never killed, whatever the config says:
+  //  - processes running one of these executables (compared by device and inode, so a
+  //    copy or a look-alike name is not protected; a process whose /proc/<pid>/exe this
+  //    enforcer may not read is not recognised this way);
+  //  - processes whose cgroup path starts with this prefix: in Kubernetes, the agent's own
+  //    pod (all its containers), which covers stages running as another uid.
+  // Each check costs a stat or a read of /proc on the kill path only.
+  void protect_executables(const std::vector<std::string>& paths);
+  void protect_cgroup_prefix(std::string prefix) { protected_cgroup_ = std::move(prefix); }
+
  private:
   ProcReader proc_;
+  std::vector<std::pair<dev_t, ino_t>> protected_exes_;
+  std::string protected_cgroup_;
   pid_t self_;
   uint64_t hz_;
   size_t max_cmdline_bytes_;

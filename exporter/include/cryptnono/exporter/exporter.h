@@ -28,6 +28,7 @@
 #include <spdlog/logger.h>
 #include <zmq.hpp>
 
+#include "cryptnono/curve.h"
 #include "cryptnono/exporter/container.h"
 #include "cryptnono/exporter/enricher.h"
 #include "cryptnono/exporter/http_server.h"
@@ -39,7 +40,8 @@
 namespace cryptnono::exporter {
 
 struct Config {
-  std::vector<std::string> connect = {"ipc:///run/cryptnono/execwhacker.sock", "ipc:///run/cryptnono/collector.sock"};
+  std::vector<std::string> connect = {"ipc:///run/cryptnono/execwhacker.sock", "ipc:///run/cryptnono/monero.sock",
+                                      "ipc:///run/cryptnono/flowkiller.sock", "ipc:///run/cryptnono/collector.sock"};
   std::string metrics_address = "0.0.0.0:12121";
   std::string metrics_prefix = "cryptnono";
   bool log_no_match = false;
@@ -54,6 +56,7 @@ struct Config {
   size_t cache_size = 4096;
   size_t max_pending = 1024;     // decision lines waiting for a lookup
   bool metrics_namespace_label = false;
+  TransportSecurity security;  // CurveZMQ keys, for tcp:// --connect endpoints
 };
 
 // Everything that can be checked without opening a socket.
@@ -111,6 +114,18 @@ class Exporter {
   // of them when `all`, e.g. on stop); returns the ms until the next deadline, -1 if none.
   long flush_pending(bool all);
   void note_seen(std::string_view kind);
+  // Stats are heartbeats: a publisher whose stats stop for kMissedIntervals of its own
+  // interval is logged (and counted) as silent once, and its return is logged.
+  void note_heartbeat(std::string_view stage, std::string_view id, uint32_t interval_ms);
+  void check_heartbeats();
+  struct Heartbeat {
+    std::string id;
+    uint64_t last_ns = 0;
+    uint32_t interval_ms = 0;
+    bool silent = false;
+  };
+  std::map<std::string, Heartbeat, std::less<>> heartbeats_;  // by stage
+  UniqueFd heartbeat_timer_;
   void answer_health();
 
   Config config_;

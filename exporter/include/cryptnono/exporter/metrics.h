@@ -21,6 +21,7 @@
 //
 //   <p>_<publisherKind>_<counter>_total{name}            each Stats counter (name = stage)
 //   <p>_publisher_restarts_total{publisher_kind}
+//   <p>_publisher_silences_total{publisher_kind}         3 stats intervals missed
 //   <p>_messages_lost_total{publisher_kind,topic}        sequence gaps
 //   <p>_publisher_last_seen_timestamp_seconds{publisher_kind,name}
 //   <p>_exporter_malformed_messages_total
@@ -93,6 +94,7 @@ class ExporterMetrics {
   void on_stats(std::string_view kind, std::string_view stage, std::string_view publisher_id,
                 schema::Stats::Reader stats);
   void on_lost(std::string_view kind, std::string_view topic, uint64_t lost);
+  void on_silence(std::string_view kind);
   void on_malformed(uint64_t count = 1);
 
  private:
@@ -123,10 +125,11 @@ class ExporterMetrics {
   std::map<std::string, std::unique_ptr<Detector>, std::less<>> detectors_;
 
   prometheus::Family<prometheus::Counter>* restarts_ = nullptr;
+  prometheus::Family<prometheus::Counter>* silences_ = nullptr;
   prometheus::Family<prometheus::Counter>* lost_ = nullptr;
   prometheus::Family<prometheus::Gauge>* last_seen_ = nullptr;
   prometheus::Counter* malformed_ = nullptr;
-  CounterCache restarts_by_kind_, lost_by_key_;
+  CounterCache restarts_by_kind_, lost_by_key_, silences_by_kind_;
   std::map<std::string, prometheus::Gauge*, std::less<>> last_seen_by_key_;
 
   // Stats: family per (kind, counter), series per stage; baselines per publisher id.
