@@ -9,7 +9,6 @@ Needs root (the collector loads BPF); exits 77 (CTest's skip code) otherwise.
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_pipeline import Pipeline, wait_for, write_config  # noqa: E402
+from test_pipeline import Pipeline, finish, wait_for, write_config  # noqa: E402
 
 
 def banned_string():
@@ -43,11 +42,7 @@ class FaultTest(unittest.TestCase):
             except ProcessLookupError:
                 pass
             c.wait()
-        codes = self.pipeline.stop()
-        logs = "\n".join(f"--- {n} ---\n{self.pipeline.log(n)[-3000:]}" for n in codes)
-        self.pipeline.cleanup()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.assertEqual(codes, {"collector": 0, "enforcer": 0, "exporter": 0}, logs)
+        finish(self, self.pipeline, self.tmp)
 
     def spawn_banned(self, seconds=60):
         c = subprocess.Popen(["sh", "-c", f"sleep {seconds}; : {self.banned}"], start_new_session=True,

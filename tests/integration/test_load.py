@@ -17,7 +17,6 @@ import concurrent.futures
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_pipeline import Pipeline, parse_metrics, wait_for, write_config  # noqa: E402
+from test_pipeline import Pipeline, finish, parse_metrics, wait_for, write_config  # noqa: E402
 
 STORM = os.environ.get("CRYPTNONO_EXEC_STORM", "")
 SECONDS = float(os.environ.get("CRYPTNONO_LOAD_SECONDS", "60"))
@@ -48,11 +47,7 @@ class LoadTest(unittest.TestCase):
         self.pipeline = Pipeline([cfg])
 
     def tearDown(self):
-        codes = self.pipeline.stop()
-        logs = "\n".join(f"--- {n} ---\n{self.pipeline.log(n)[-3000:]}" for n in codes)
-        self.pipeline.cleanup()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.assertEqual(codes, {"collector": 0, "enforcer": 0, "exporter": 0}, logs)
+        finish(self, self.pipeline, self.tmp)
 
     def scrape_burst(self):
         """SCRAPERS concurrent GET /metrics; returns (statuses, slowest seconds)."""

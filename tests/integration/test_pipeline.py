@@ -180,6 +180,16 @@ class Pipeline:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def finish(test, pipeline, tmp):
+    """Stops the pipeline, removes its files and `tmp`, and requires every stage to have
+    exited 0 on SIGTERM (the stages' stderr tails are the failure message)."""
+    codes = pipeline.stop()
+    logs = "\n".join(f"--- {n} ---\n{pipeline.log(n)[-3000:]}" for n in codes)
+    pipeline.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
+    test.assertEqual(codes, {n: 0 for n in codes}, logs)
+
+
 def write_config(path, banned, allowed=()):
     with open(path, "w") as f:
         json.dump({"bannedCommandStrings": list(banned), "allowedCommandPatterns": list(allowed)}, f, indent=2)

@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_pipeline import BIN, Pipeline, free_port, wait_for, write_config  # noqa: E402
+from test_pipeline import BIN, Pipeline, finish, free_port, wait_for, write_config  # noqa: E402
 
 
 def keygen(path):
@@ -46,11 +46,7 @@ class SecurityTest(unittest.TestCase):
             "--curve-authorized", os.path.join(self.tmp, "authorized")))
 
     def tearDown(self):
-        codes = self.pipeline.stop()
-        logs = "\n".join(f"--- {n} ---\n{self.pipeline.log(n)[-3000:]}" for n in codes)
-        self.pipeline.cleanup()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.assertEqual(codes, {"collector": 0, "enforcer": 0, "exporter": 0}, logs)
+        finish(self, self.pipeline, self.tmp)
 
     def tail(self, key):
         return subprocess.Popen([f"{BIN}/cryptnono", "tail", self.tcp, "--topic", "decision", "--timeout", "6",
