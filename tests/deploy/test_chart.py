@@ -329,11 +329,20 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(self.arg_pairs(fk, "--lookback-duration-seconds"), ["2.5"])
         for name in ("monero", "tcpflowkiller"):
             self.assertIn("--dry-run", cs[name]["args"])
+        # A threshold above what the enforcer remembers per process by default (256)
+        # raises that too, or the enforcer would refuse to start.
+        values["detectors"]["tcpflowkiller"]["config"]["FlowKiller"]["unique_destinations_threshold"] = 1000
+        objects = render(values=values)
+        fk = containers(daemonset(objects))["tcpflowkiller"]["args"]
+        self.assertEqual(self.arg_pairs(fk, "--unique-destinations-threshold"), ["1000"])
+        self.assertEqual(self.arg_pairs(fk, "--max-destinations-per-process"), ["1001"])
+        self.check_args_accepted(objects)
         # Defaults: cryptnono's FlowKiller defaults.
         fk = containers(daemonset(render(values=detectors_values(["tcpflowkiller"]))))["tcpflowkiller"]["args"]
         self.assertEqual(self.arg_pairs(fk, "--unique-destinations-threshold"), ["15"])
         self.assertEqual(self.arg_pairs(fk, "--lookback-duration-seconds"), ["30"])
         self.assertEqual(self.arg_pairs(fk, "--banned-ips"), [])
+        self.assertEqual(self.arg_pairs(fk, "--max-destinations-per-process"), [])
 
     def test_cryptnono_values_with_every_detector(self):
         """A values file written for cryptnono's chart with monero and tcpflowkiller on:

@@ -6,17 +6,24 @@ podman, and the privilege test.
 - ImageTest: the runtime root holds the four programs, their shared libraries and
   nothing else (no shell, no package manager); every program runs in it; the default
   user is unprivileged.
-- PrivilegeTest: runs the chart's containers (collector, execwhacker, monero, exporter)
-  from that image with exactly the security settings the chart renders (the
+- PrivilegeTest: runs the chart's containers (collector, execwhacker, monero,
+  tcpflowkiller, exporter) from that image with exactly the security settings the chart renders (the
   DaemonSet's own securityContext, capabilities, host pid namespace, read-only root,
   fsGroup-owned shared socket emptyDir, the CRI socket from the host, command and args,
   env, probes), in one shared network namespace like a pod's. The operator document's
   test command, with a banned string this test makes up at random (never anything
   else), run on the host dies at once; the exporter logs why; /metrics counts it; a
   process switching the FPU rounding mode (cryptnono-test-rounding, started by this
-  test) is killed by the monero container; the running processes hold only the
+  test) is killed by the monero container; a process connecting to a loopback address
+  this test made up and listed in the banned-IP ConfigMap is killed by the
+  tcpflowkiller container, and so is one connecting to a new address after the
+  kubelet-style update of that list; the running processes hold only the
   capabilities the design says; the exporter can open the root:root 0660 runtime
-  socket the chart mounts, and could not without the group the chart gives it; the
+  socket the chart mounts, and could not without the group the chart gives it; a
+  killed process made to look like a pod's container (kubelet cgroup layout) makes
+  the exporter (gRPC, in the image) dial that socket; with
+  remoteAccess on (key Secrets made by `cryptnono keygen`), an authorized subscriber
+  reads every stage over tcp:// with CurveZMQ and an unknown key gets nothing; the
   probes pass; a config update through the kubelet's ..data symlink swap is enforced
   without a restart.
 - MissingCapabilityTest: the collector started with one capability fewer than the
@@ -38,6 +45,7 @@ import tempfile
 import time
 import unittest
 import urllib.request
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploy_common import (BIN, CONTAINERS_CONF, REPO, by_kind, containers, daemonset, expand_env,  # noqa: E402
@@ -46,7 +54,9 @@ from deploy_common import (BIN, CONTAINERS_CONF, REPO, by_kind, containers, daem
 IMAGE = os.environ.get("CRYPTNONO_TEST_IMAGE", "localhost/cryptnono:ctest")
 PROGRAMS = ["cryptnono-collector", "cryptnono-enforcer", "cryptnono-exporter", "cryptnono"]
 CAP_BITS = {"KILL": 5, "PERFMON": 38, "BPF": 39}
-ENFORCERS = ("execwhacker", "monero")  # the chart's defaults, run by PrivilegeTest
+# The enforcers PrivilegeTest runs (the chart's defaults plus tcpflowkiller), and their sockets.
+ENFORCERS = {"execwhacker": "execwhacker.sock", "monero": "monero.sock", "tcpflowkiller": "flowkiller.sock"}
+BANNED_IPS_CONFIGMAP = ("cryptnono-test-banned-ips", "banned.txt")
 os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF
 
 
@@ -121,7 +131,7 @@ class KubeletVolume:
         os.makedirs(path, mode=0o755)
         self.version = 0
 
-    def write(self, files):
+    def write(self, files, mode=0o644, group=None):
         self.version += 1
         old = os.path.realpath(os.path.join(self.path, "..data")) if self.version > 1 else None
         ts = os.path.join(self.path, f"..2025_01_01_00_00_00.{self.version:09d}")
@@ -129,7 +139,9 @@ class KubeletVolume:
         for key, text in files.items():
             with open(os.path.join(ts, key), "w") as f:
                 f.write(text)
-            os.chmod(os.path.join(ts, key), 0o644)
+            os.chmod(os.path.join(ts, key), mode)
+            if group is not None:
+                os.chown(os.path.join(ts, key), -1, group)
         tmp = os.path.join(self.path, "..data_tmp")
         os.symlink(os.path.basename(ts), tmp)
         os.rename(tmp, os.path.join(self.path, "..data"))
@@ -145,8 +157,10 @@ class Pod:
     """Runs a rendered DaemonSet pod's containers with podman, translating each
     setting of the pod spec into the podman option that does the same."""
 
-    def __init__(self, objects, workdir, node_name):
+    def __init__(self, objects, workdir, node_name, cluster_data=None):
         self.ds = daemonset(objects)
+        # ConfigMaps and Secrets the cluster holds already: {name: {key: text}}.
+        self.cluster_data = cluster_data or {}
         self.spec = self.ds["spec"]["template"]["spec"]
         self.config_maps = {cm["metadata"]["name"]: cm for cm in by_kind(objects, "ConfigMap")}
         self.workdir = workdir
@@ -189,8 +203,19 @@ class Pod:
                 self.host_dirs[vol["name"]] = path
             elif "configMap" in vol:
                 kv = KubeletVolume(path)
-                kv.write(self.config_maps[vol["configMap"]["name"]]["data"])
+                name = vol["configMap"]["name"]
+                kv.write(self.config_maps[name]["data"] if name in self.config_maps else self.cluster_data[name])
                 self.kubelet_volumes[vol["name"]] = kv
+                self.host_dirs[vol["name"]] = path
+            elif "secret" in vol:
+                # The kubelet: only the listed items (else every key), defaultMode, and
+                # with an fsGroup the group's ownership plus group read (read-only volume).
+                secret = vol["secret"]
+                data = self.cluster_data[secret["secretName"]]
+                if "items" in secret:
+                    data = {item["path"]: data[item["key"]] for item in secret["items"]}
+                kv = KubeletVolume(path)
+                kv.write(data, mode=secret.get("defaultMode", 0o644) | 0o440, group=fs_group)
                 self.host_dirs[vol["name"]] = path
             elif vol.get("hostPath", {}).get("type") == "Socket":
                 # The kubelet checks the type before it starts the pod.
@@ -278,16 +303,48 @@ class Pod:
         run(["ip", "netns", "del", self.netns], check=False)
 
 
-def render_for_image(banned, cri_socket=None):
+def render_for_image(banned, cri_socket=None, remote=False, flowkiller=False):
     """The chart with its defaults (execwhacker, monero, CRI enrichment), this test's
     image and banned string, and the CRI socket at `cri_socket` on the host (off when
-    None: no containerd runs on the test machine)."""
+    None: no containerd runs on the test machine); with `remote`, remoteAccess on with
+    the Secrets REMOTE_SECRETS names; with `flowkiller`, the tcpflowkiller container
+    with the banned list BANNED_IPS_CONFIGMAP, and a fan-out threshold no process can
+    reach (the collector sees every process of this shared machine: only the banned
+    addresses this test makes up may kill)."""
     repo, _, tag = IMAGE.rpartition(":")
     cri = {"enabled": True, "socket": cri_socket} if cri_socket else {"enabled": False}
-    return render(values={"image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
-                          "enrichment": {"cri": cri},
-                          "detectors": {"execwhacker": {"configs": {"deploy-test": {
-                              "bannedCommandStrings": [banned]}}}}})
+    values = {"image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+              "enrichment": {"cri": cri},
+              "detectors": {"execwhacker": {"configs": {"deploy-test": {
+                  "bannedCommandStrings": [banned] if isinstance(banned, str) else list(banned)}}}}}
+    if remote:
+        values["remoteAccess"] = {"enabled": True, **REMOTE_SECRETS}
+    if flowkiller:
+        values["detectors"]["tcpflowkiller"] = {
+            "enabled": True, "bannedIpv4ConfigMaps": dict([BANNED_IPS_CONFIGMAP]),
+            "config": {"FlowKiller": {"unique_destinations_threshold": 1000000}}}
+    return render(values=values)
+
+
+def random_loopback():
+    """An address in 127.0.0.0/8 nobody else uses: the whole /8 reaches lo on Linux."""
+    return f"127.{secrets.randbelow(254) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+
+
+REMOTE_SECRETS = {"keysSecret": "cryptnono-curve", "authorizedKeysSecret": "cryptnono-forensics"}
+
+
+def keygen(directory, name):
+    """`cryptnono keygen` (the host build's CLI, as an operator runs it): paths of the
+    key pair file and the public key file."""
+    path = os.path.join(directory, name)
+    run([os.path.join(BIN, "cryptnono"), "keygen", path])
+    return path + ".key", path + ".pub"
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 class FakeRuntimeSocket:
@@ -383,11 +440,21 @@ class PrivilegeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.banned = random_banned()
+        cls.banned_in_container = random_banned()  # for the fake pod's container
         cls.workdir = tempfile.mkdtemp(prefix="cryptnono-deploy-")
         os.chmod(cls.workdir, 0o755)
         cls.runtime = FakeRuntimeSocket(os.path.join(cls.workdir, "containerd.sock"))
-        cls.objects = render_for_image(cls.banned, cri_socket=cls.runtime.path)
-        cls.pod = Pod(cls.objects, cls.workdir, node_name=f"node-{secrets.token_hex(3)}")
+        cls.keys = os.path.join(cls.workdir, "keys")
+        os.makedirs(cls.keys)
+        server_key, cls.server_pub = keygen(cls.keys, "server")
+        cls.client_key, client_pub = keygen(cls.keys, "forensics")
+        cls.banned_ip = random_loopback()
+        cls.objects = render_for_image([cls.banned, cls.banned_in_container], cri_socket=cls.runtime.path,
+                                       remote=True, flowkiller=True)
+        cls.pod = Pod(cls.objects, cls.workdir, node_name=f"node-{secrets.token_hex(3)}", cluster_data={
+            REMOTE_SECRETS["keysSecret"]: {"server.key": read(server_key), "server.pub": read(cls.server_pub)},
+            REMOTE_SECRETS["authorizedKeysSecret"]: {"forensics.pub": read(client_pub)},
+            BANNED_IPS_CONFIGMAP[0]: {BANNED_IPS_CONFIGMAP[1]: f"# made up by the test\n{cls.banned_ip}\n"}})
         cls.exporter = containers(cls.pod.ds)["exporter"]
         cls.port = cls.exporter["ports"][0]["containerPort"]
         try:
@@ -514,13 +581,15 @@ class PrivilegeTest(unittest.TestCase):
         print("\nresident memory (peak): " + ", ".join(
             f"{n} {st['VmRSS'].strip()} ({st['VmHWM'].strip()})" for n, st in status.items()), file=sys.stderr)
         self.assertEqual(exporter["Uid"].split()[0], "65532")
-        # Group 0 for the runtime socket, the fsGroup for the pod's sockets, nothing else.
+        # Group 0 for the runtime socket (the runtime lists the primary group among the
+        # supplementary ones too), the fsGroup for the pod's sockets, nothing else.
         self.assertEqual(exporter["Gid"].split()[0], "0")
-        self.assertEqual(set(exporter["Groups"].split()), {"65532"})
+        self.assertIn("65532", exporter["Groups"].split())
+        self.assertLessEqual(set(exporter["Groups"].split()), {"0", "65532"})
         self.assertEqual(enforcer["Uid"].split()[0], "0")
         # The sockets: owner and the fsGroup may connect, nobody else.
         sockets = pod.host_dirs["sockets"]
-        for sock in ("collector.sock", *(f"{n}.sock" for n in ENFORCERS)):
+        for sock in ("collector.sock", *ENFORCERS.values()):
             st = os.stat(os.path.join(sockets, sock))
             self.assertEqual(st.st_mode & 0o777, 0o660, sock)
             self.assertEqual(st.st_gid, 65532, sock)
@@ -541,7 +610,7 @@ class PrivilegeTest(unittest.TestCase):
         counted = 'cryptnono_monero_processes_killed_total'
         before = sum(v for k, v in self.metrics().items() if k.startswith(counted))
         start = time.monotonic()
-        proc = subprocess.Popen([program, "0"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([program, "0"], stdout=subprocess.DEVNULL)
         try:
             returncode = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -559,6 +628,47 @@ class PrivilegeTest(unittest.TestCase):
                  "/metrics to count the monero kill")
         print(f"\nmonero: rounding-mode switcher killed {took:.2f} s after start "
               f"({line['fpu_switches']} switches, rule {line.get('rule')})", file=sys.stderr)
+
+    def connect_killed(self, address, wait):
+        """A host process connecting to `address` (a listener of this test's): whether
+        it is SIGKILLed within `wait` seconds (it is killed by this test otherwise)."""
+        listener = socket.socket()
+        listener.bind((address, 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-c", "import socket, sys, time\n"
+                                 "s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\ntime.sleep(60)",
+                                 address, str(port)])
+        try:
+            return proc.wait(timeout=wait) == -9, proc.pid
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return False, proc.pid
+        finally:
+            listener.close()
+
+    def test_tcpflowkiller_kills_a_banned_destination_and_follows_list_updates(self):
+        """The banned-IP ConfigMap, mounted as a directory: a connect to the listed
+        address is killed; after the kubelet-style update of the list (..data swap), a
+        connect to the new address is killed too, without a restart."""
+        pid_before = self.pod.container_pid("tcpflowkiller")
+        killed, pid = self.connect_killed(self.banned_ip, 15)
+        self.assertTrue(killed, f"a connect to the banned {self.banned_ip} was not killed")
+        line = wait_for(lambda: [d for d in self.decisions() if d.get("pid") == pid and
+                                 d.get("detector") == "flowkiller"], 10, "the exporter's flowkiller JSON line")[0]
+        self.assertEqual(line["action"], "killed", line)
+        self.assertTrue(line["destination"].startswith(self.banned_ip + ":"), line)
+        second = random_loopback()
+        (vol,) = [v for v in volumes(self.pod.ds).values() if v.get("configMap", {}).get("name") ==
+                  BANNED_IPS_CONFIGMAP[0]]
+        self.pod.kubelet_volumes[vol["name"]].write({BANNED_IPS_CONFIGMAP[1]: f"{self.banned_ip}\n{second}\n"})
+        start = time.monotonic()
+        wait_for(lambda: self.connect_killed(second, 2)[0], 30, f"a connect to the newly banned {second} to be killed",
+                 interval=0)
+        print(f"\nflowkiller: banned connect killed ({line.get('rule')}); list update enforced within "
+              f"{time.monotonic() - start:.1f} s", file=sys.stderr)
+        self.assertEqual(self.pod.container_pid("tcpflowkiller"), pid_before)
 
     def test_exporter_can_open_the_runtime_socket_and_only_with_its_group(self):
         """The CRI socket the chart mounts from the host is root:root 0660 (as
@@ -578,6 +688,71 @@ class PrivilegeTest(unittest.TestCase):
         podman("exec", "-d", "--user", "65532:65532", self.pod.names["exporter"], *tail)
         self.assertEqual(tail_connected(), [], "connected without group 0: the check proves nothing")
 
+    def test_remote_subscriber_needs_an_authorized_curve_key(self):
+        """remoteAccess: from the pod's network (where a cluster peer would connect to
+        the pod IP), the operator's `cryptnono tail tcp://... --curve-keys me.key
+        --curve-server-key server.pub` reads every stage's stats; a key that is not in
+        the authorized Secret gets nothing."""
+        ports = {}
+        for name, c in containers(self.pod.ds).items():
+            for p in c.get("ports", []):
+                if p["name"].startswith("zmq-"):
+                    ports[name] = p["containerPort"]
+        self.assertEqual(set(ports), {"collector", *ENFORCERS})
+
+        def tail(port, key, timeout):
+            return run(["ip", "netns", "exec", self.pod.netns, os.path.join(BIN, "cryptnono"), "tail",
+                        f"tcp://127.0.0.1:{port}", "--curve-keys", key, "--curve-server-key", self.server_pub,
+                        "--topic", "stats", "--count", "1", "--timeout", str(timeout)], check=False, timeout=60)
+
+        for name, port in ports.items():
+            with self.subTest(stage=name):
+                p = tail(port, self.client_key, 15)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(len(p.stdout.splitlines()), 1, p.stdout)
+                self.assertIn("stats", p.stdout)
+        stranger_key, _ = keygen(self.keys, "stranger")
+        p = tail(ports["execwhacker"], stranger_key, 3)
+        self.assertEqual(p.returncode, 3, f"an unauthorized key got something: {p.stdout}{p.stderr}")
+        self.assertEqual(p.stdout, "")
+
+    def test_exporter_asks_the_mounted_cri_socket_about_a_killed_container(self):
+        """A process made to look like a pod's container (its cgroup v2 path is the
+        kubelet's cgroupfs layout: kubepods/besteffort/pod<uid>/<container id>) runs
+        the seed command with this test's string: it is killed, and the exporter in the
+        image (gRPC) dials the CRI socket mounted from the host to name it; its JSON
+        line carries the container id and pod uid from the cgroup."""
+        root = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+        pod_uid, container_id = str(uuid.uuid4()), secrets.token_hex(32)
+        pod_dir = os.path.join(root, "kubepods", "besteffort", f"pod{pod_uid}")
+        cgroup = os.path.join(pod_dir, container_id)
+        os.makedirs(cgroup)
+        try:
+            self.runtime.accepted(0.2)  # nothing pending from earlier
+            # Joins the cgroup, then execs the seed command: the string is only in the
+            # environment until then, so only that exec can match.
+            code = ("import os, sys\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
+                    "os.execv('/bin/sh', ['sh', '-c', 'sleep 1 && echo ' + os.environ['CRYPTNONO_TEST_BANNED']])")
+            proc = subprocess.Popen([sys.executable, "-c", code, os.path.join(cgroup, "cgroup.procs")],
+                                    env={**os.environ, "CRYPTNONO_TEST_BANNED": self.banned_in_container})
+            self.assertEqual(proc.wait(timeout=30), -9)
+            peers = self.runtime.accepted(5)
+            self.assertTrue([p for p in peers if "cryptnono-exporter" in p],
+                            f"the exporter did not dial the CRI socket (connections from: {peers})")
+            line = wait_for(lambda: [d for d in self.decisions() if d.get("pid") == proc.pid], 10,
+                            "the exporter's JSON line")[0]
+            self.assertEqual(line["action"], "killed", line)
+            self.assertEqual(line["container_id"], container_id, line)
+            self.assertEqual(line["pod_uid"], pod_uid, line)
+            print(f"\nCRI lookup through the mounted socket: {len(peers)} connection(s) from the exporter; "
+                  f"line without labels as expected from a fake runtime: {line.get('labels')}", file=sys.stderr)
+        finally:
+            for d in (cgroup, pod_dir):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
     def test_config_update_applies_in_place(self):
         """The kubelet's in-place update of a mounted ConfigMap reaches the enforcer
         without a restart."""
@@ -586,10 +761,11 @@ class PrivilegeTest(unittest.TestCase):
         generation = 'cryptnono_enforcer_config_generation_total{name="execwhacker"}'
         before = self.metrics().get(generation, 0)
         self.assertGreaterEqual(before, 1)
-        (vol,) = [v for v in volumes(self.pod.ds).values() if "configMap" in v]
+        vol = volumes(self.pod.ds)["execwhacker-config"]
         key = next(iter(self.pod.config_maps[vol["configMap"]["name"]]["data"]))
         self.pod.kubelet_volumes[vol["name"]].write(
-            {key: json.dumps({"bannedCommandStrings": [self.banned, second], "allowedCommandPatterns": []})})
+            {key: json.dumps({"bannedCommandStrings": [self.banned, self.banned_in_container, second],
+                              "allowedCommandPatterns": []})})
         wait_for(lambda: self.metrics().get(generation, 0) > before, 30, "the enforcer to reload its config")
         self.assert_killed_logged_counted(second)
         self.assertEqual(self.pod.container_pid("execwhacker"), pid_before)
