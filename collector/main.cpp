@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
   if (auto ok = validate(config); !ok) return error_exit(ok.error().message, 2);
   auto security = config.curve.load();
   if (!security) return error_exit(security.error().message, 2);
+  std::vector<std::string> endpoints = config.also_bind;
+  endpoints.push_back(config.bind);
+  if (auto ok = check_publish_endpoints(endpoints, *security); !ok) return error_exit(ok.error().message, 2);
   if (config.node.empty()) config.node = node_name();
   if (config.check) {
     std::printf("%s: configuration ok: %s\n", kProg, describe(config).c_str());

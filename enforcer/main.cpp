@@ -132,6 +132,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   auto security = config.curve.load();
   if (!security) return die(security.error().message);
+  {
+    std::vector<std::string> endpoints = config.also_bind;
+    endpoints.push_back(config.bind);
+    if (auto ok = check_publish_endpoints(endpoints, *security); !ok) return die(ok.error().message);
+  }
 
   // Flags of another detector are mistakes (a chart wiring the wrong container), not noise.
   if (config.detector != "execwhacker" && !config.configs.empty())

@@ -149,6 +149,18 @@ Result<TransportSecurity> CurveOptions::load() const {
   return security;
 }
 
+Result<void> check_publish_endpoints(const std::vector<std::string>& endpoints, const TransportSecurity& security) {
+  for (const auto& ep : endpoints) {
+    if (ep.rfind("tcp://", 0) != 0) continue;
+    if (!security.keys || security.keys->secret_key.empty())
+      return fail(ep + ": a tcp:// endpoint needs CurveZMQ: --curve-keys (this program's key pair) and "
+                       "--curve-authorized (the clients allowed in)");
+    if (security.authorized.empty())
+      return fail(ep + ": no authorized client keys (--curve-authorized): nobody could connect");
+  }
+  return {};
+}
+
 // ---- ZAP handler -------------------------------------------------------------------
 
 namespace {

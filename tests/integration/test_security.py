@@ -75,11 +75,14 @@ class SecurityTest(unittest.TestCase):
         self.pipeline.check_alive()
 
     def test_tcp_without_keys_is_refused_at_start(self):
-        r = subprocess.run([f"{BIN}/cryptnono-enforcer", "--bind", f"ipc://{self.tmp}/x.sock",
-                            "--also-bind", "tcp://127.0.0.1:0", "--connect", f"ipc://{self.tmp}/none.sock"],
-                           capture_output=True, timeout=30)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn(b"CurveZMQ", r.stderr)
+        for argv in ([f"{BIN}/cryptnono-enforcer", "--bind", f"ipc://{self.tmp}/x.sock", "--connect",
+                      f"ipc://{self.tmp}/none.sock"],
+                     [f"{BIN}/cryptnono-collector", "--bind", f"ipc://{self.tmp}/y.sock"]):
+            for extra in ([], ["--check"]):
+                r = subprocess.run(argv + ["--also-bind", "tcp://127.0.0.1:0"] + extra, capture_output=True,
+                                   timeout=30)
+                self.assertNotEqual(r.returncode, 0, argv + extra)
+                self.assertIn(b"needs CurveZMQ", r.stderr, r.stderr)
 
 
 if __name__ == "__main__":

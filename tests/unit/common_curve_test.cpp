@@ -156,6 +156,19 @@ TEST(CurveRules, TcpWithoutKeysIsRefusedOnBothSides) {
   EXPECT_NE(mixed.error().message.find("mix"), std::string::npos);
 }
 
+TEST(CurveRules, TcpPublishEndpointsAreCheckedUpFront) {
+  TransportSecurity none;
+  EXPECT_TRUE(check_publish_endpoints({"ipc:///run/x.sock"}, none));
+  auto refused = check_publish_endpoints({"ipc:///run/x.sock", "tcp://0.0.0.0:5556"}, none);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("tcp://0.0.0.0:5556: a tcp:// endpoint needs CurveZMQ"), std::string::npos);
+  TransportSecurity keys_only;
+  keys_only.keys = pair_or_die();
+  EXPECT_FALSE(check_publish_endpoints({"tcp://0.0.0.0:5556"}, keys_only));
+  keys_only.authorized = {pair_or_die().public_key};
+  EXPECT_TRUE(check_publish_endpoints({"tcp://0.0.0.0:5556"}, keys_only));
+}
+
 TEST(CurveKeys, FilesRoundTripAndBadFilesNameTheLine) {
   auto keys = pair_or_die();
   auto parsed = parse_curve_key_file(format_curve_key_file(keys, true), "k.key");

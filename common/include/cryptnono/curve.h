@@ -60,6 +60,11 @@ struct CurveOptions {
   Result<TransportSecurity> load() const;
 };
 
+// What Publisher::bind / add_endpoint would refuse, checked up front (for --check and
+// before anything is loaded): a tcp:// endpoint without this program's key pair or without
+// authorized client keys.
+Result<void> check_publish_endpoints(const std::vector<std::string>& endpoints, const TransportSecurity& security);
+
 // Answers ZeroMQ's authentication requests for one context: CURVE clients whose public key
 // is in the authorized set are accepted, every other request is refused. One per context
 // (ZeroMQ allows one handler per context); must be running before a CURVE server socket
