@@ -25,6 +25,7 @@
 #include "cryptnono/collector/sweeper.h"
 #include "cryptnono/log.h"
 #include "cryptnono/proc.h"
+#include "cryptnono/sched.h"
 #include "cryptnono/transport.h"
 
 namespace {
@@ -120,6 +121,15 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Opt-in scheduling (--rt-priority, --cpus), after the BPF load (the verifier's work
+  // stays in the normal class) and while CAP_SYS_NICE is still effective. Every thread
+  // that exists gets it, and the ZeroMQ I/O threads started below inherit it from this
+  // one; the drop that follows takes CAP_SYS_NICE away with the rest.
+  if (config.rt_priority > 0 || !config.cpus.empty()) {
+    if (auto ok = apply_scheduling(config.rt_priority, config.cpus); !ok) return error_exit(ok.error().message, 3);
+    logger->info("scheduling: {} (every thread)", describe_scheduling());
+  }
+
   // Every capability goes before the ZeroMQ context exists: capabilities are per
   // thread, and ZeroMQ's I/O threads would otherwise keep the full set.
   logger->info("capabilities before drop: {}", effective_capabilities());
@@ -140,6 +150,11 @@ int main(int argc, char** argv) {
   }
   if (auto tracked = (*publisher)->track_subscriptions(); !tracked) return error_exit(tracked.error().message);
   logger->info("publishing on {} as {}", config.bind, (*publisher)->id());
+  std::string direct_path = config.direct == "auto" ? direct_path_for(config.bind) : config.direct;
+  if (config.direct != "off" && !direct_path.empty()) {
+    if (auto ok = (*publisher)->add_direct(direct_path); !ok) return error_exit(ok.error().message);
+    logger->info("direct path for the enforcers on {}", direct_path);
+  }
 
   ProcReader proc("/proc");
   SweepOptions sweep_options;

@@ -25,6 +25,7 @@
 #include "cryptnono/enforcer/watcher.h"
 #include "cryptnono/log.h"
 #include "cryptnono/proc.h"
+#include "cryptnono/sched.h"
 
 using namespace cryptnono;
 using namespace cryptnono::enforcer;
@@ -83,6 +84,11 @@ int main(int argc, char** argv) {
                  "execwhacker: cryptnono config file (JSON); repeat to merge several. Default: the embedded test "
                  "config");
   app.add_option("--connect", config.connect, "Collector endpoint to subscribe to; repeatable")->capture_default_str();
+  app.add_option("--direct", config.direct,
+                 "The collector's direct socket (a low-latency lane next to ZeroMQ, which still carries every "
+                 "event): a path, 'auto' (next to the first ipc:// --connect: collector.sock -> collector.direct) "
+                 "or 'off'")
+      ->capture_default_str();
   app.add_option("--bind", config.bind, "Endpoint to publish decisions and stats on (default: "
                                         "ipc:///run/cryptnono/<detector>.sock)");
   auto* banned_opt =
@@ -128,6 +134,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 60.0))
       ->capture_default_str();
   add_curve_options(app, config.curve);
+  app.add_option("--rt-priority", config.rt_priority,
+                 "Run every thread SCHED_FIFO at this priority (1..99; needs CAP_SYS_NICE); 0: the default policy. "
+                 "Config reloads still compile in the normal policy")
+      ->capture_default_str();
+  app.add_option("--cpus", config.cpus, "Pin every thread to these CPUs (a list like 1 or 0-1,3); empty: anywhere");
   app.add_flag("--check", config.check, "Load and compile the configs, print one line and exit");
   CLI11_PARSE(app, argc, argv);
   auto security = config.curve.load();
@@ -147,6 +158,7 @@ int main(int argc, char** argv) {
   } else if (auto bad = validate(fk); !bad.empty()) {
     return die(bad);
   }
+  if (auto ok = validate_scheduling(config.rt_priority, config.cpus); !ok) return die(ok.error().message);
   if (config.bind.empty()) config.bind = default_bind(config.detector);
   fk.dry_run = config.dry_run;
 
@@ -207,6 +219,16 @@ int main(int argc, char** argv) {
               banned->list.files.size(), banned->list.errors.size(), load_ms);
   }
 
+  // Opt-in scheduling (--rt-priority, --cpus), after the start-up compile (seconds of
+  // CPU that must not run real-time) and while CAP_SYS_NICE is still effective. Every
+  // thread that exists gets it; ZeroMQ's I/O threads and the config watcher, started
+  // below, inherit it from this thread (the watcher then leaves SCHED_FIFO: a reload
+  // compiles for seconds). The drop that follows takes CAP_SYS_NICE away.
+  if (config.rt_priority > 0 || !config.cpus.empty()) {
+    if (auto ok = apply_scheduling(config.rt_priority, config.cpus); !ok) return die(ok.error().message);
+    log->info("scheduling: {} (every thread)", describe_scheduling());
+  }
+
   // Keep only CAP_KILL (signalling other users' processes); nothing else the enforcer does
   // needs a capability (binding an ipc:// socket or a port above 1023 does not).
   // Capabilities are per thread: this must happen before ZeroMQ starts its I/O threads and
@@ -219,6 +241,12 @@ int main(int argc, char** argv) {
 
   EnforcerOptions options;
   options.connect = config.connect;
+  if (config.direct == "auto") {
+    for (const auto& ep : config.connect)
+      if (options.direct.empty()) options.direct = direct_path_for(ep);
+  } else if (config.direct != "off") {
+    options.direct = config.direct;
+  }
   options.bind = config.bind;
   options.node = config.node.empty() ? node_name() : config.node;
   options.dry_run = config.dry_run;

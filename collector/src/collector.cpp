@@ -110,7 +110,8 @@ ProbeCounters Collector::read_counters(const Probes& probes) {
 void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms) {
   // Names are part of the contract (the exporter turns each into
   // cryptnono_collector_<name>_total). The exec probe's keep their original names.
-  const std::array<std::pair<const char*, uint64_t>, 13> values = {{
+  const DirectServer* direct = publisher_.direct();
+  const std::array<std::pair<const char*, uint64_t>, 15> values = {{
       {"events_bpf", counters_.events_bpf},
       {"events_scan", counters_.events_scan},
       {"scans", counters_.scans},
@@ -125,6 +126,10 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
       {"kernel_connect_ringbuf_drops", kernel.connect.ringbuf_drops},
       // This message's own drop (if any) shows in the next one.
       {"send_drops", publisher_.dropped()},
+      // The direct path's datagrams (to the enforcers), and those a full socket buffer
+      // refused: those still reached the enforcer over ZeroMQ, only later.
+      {"direct_sent", direct != nullptr ? direct->sent() : 0},
+      {"direct_drops", direct != nullptr ? direct->dropped() : 0},
   }};
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto stats = publisher_.begin(message, topic::kStats).getBody().initStats();
@@ -157,7 +162,8 @@ Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptio
   for (auto [fd, source_id] : {std::pair{source.epoll_fd(), kRing}, std::pair{fpu_fd, kFpuRing},
                                std::pair{connect_fd, kConnectRing}, std::pair{signal_fd, kSignal},
                                std::pair{stats_timer->get(), kStatsTimer}, std::pair{sweep_timer.get(), kSweepTimer},
-                               std::pair{publisher_.fd(), kSubscriptions}}) {
+                               std::pair{publisher_.fd(), kSubscriptions},
+                               std::pair{publisher_.direct_fd(), kSubscriptions}}) {
     if (fd < 0) continue;
     if (auto ok = watch(epfd.get(), fd, source_id); !ok) return ok;
   }
@@ -215,6 +221,9 @@ void Collector::sweep_for_new_subscribers() {
   // A subscriber that just asked for exec events has missed every process that started
   // before it (a start-up, or an enforcer restart): a sweep gives it all of them. One
   // sweep serves every subscription that arrived together.
+  // Direct-path clients (connections, subscriptions, departures) are served here too. They
+  // ask for no sweep: each also subscribes over ZeroMQ, which triggers it.
+  publisher_.service_direct();
   bool wants_sweep = false;
   for (const auto& t : publisher_.take_subscriptions()) wants_sweep |= t == topic::kExec;
   if (!wants_sweep) return;

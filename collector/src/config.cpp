@@ -1,6 +1,7 @@
 #include "cryptnono/collector/config.h"
 
 #include "cryptnono/curve_cli.h"
+#include "cryptnono/sched.h"
 
 #include <cmath>
 
@@ -18,6 +19,10 @@ void add_options(CLI::App& app, Config& c) {
                  fmt::format("argv bytes copied per exec event ({}..{}); longer argv is flagged truncated",
                              EXEC_ARGS_MIN, EXEC_ARGS_CAP))
       ->capture_default_str();
+  app.add_option("--direct", c.direct,
+                 "direct socket for the enforcers (a low-latency lane next to ZeroMQ): a path, 'auto' (next to an "
+                 "ipc:// --bind: collector.sock -> collector.direct) or 'off'")
+      ->capture_default_str();
   app.add_option("--ringbuf-bytes", c.ringbuf_bytes, "BPF ring buffer size (a power of two)")->capture_default_str();
   app.add_option("--probes", c.probes, "comma-separated probes to load: exec (required), fpu (monero, x86 only), connect")
       ->delimiter(',')
@@ -29,6 +34,10 @@ void add_options(CLI::App& app, Config& c) {
       ->capture_default_str();
   add_publisher_options(app, c.also_bind, c.send_hwm);
   add_curve_options(app, c.curve);
+  app.add_option("--rt-priority", c.rt_priority,
+                 "run every thread SCHED_FIFO at this priority (1..99; needs CAP_SYS_NICE); 0: the default policy")
+      ->capture_default_str();
+  app.add_option("--cpus", c.cpus, "pin every thread to these CPUs (a list like 1 or 0-1,3); empty: anywhere");
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--check", c.check, "validate the flags, print one line and exit");
 }
@@ -63,6 +72,7 @@ Result<void> validate(const Config& c) {
   bool known = false;
   for (const char* l : kLevels) known = known || c.log_level == l;
   if (!known) return fail("--log-level: unknown level " + c.log_level);
+  if (auto ok = validate_scheduling(c.rt_priority, c.cpus); !ok) return ok;
   return {};
 }
 
@@ -75,11 +85,14 @@ bool Config::wants(std::string_view probe) const {
 std::string describe(const Config& c) {
   std::string probes;
   for (const auto& p : c.probes) probes += (probes.empty() ? "" : ",") + p;
-  return fmt::format(
+  std::string out = fmt::format(
       "bind={} node={} scan_interval={}s stats_interval={}s max_args_bytes={} ringbuf_bytes={} probes={} "
       "fpu_threshold={}",
       c.bind, c.node.empty() ? "(auto)" : c.node, c.scan_interval, c.stats_interval, c.max_args_bytes,
       c.ringbuf_bytes, probes, c.fpu_threshold);
+  if (c.rt_priority > 0) out += fmt::format(" rt_priority={}", c.rt_priority);
+  if (!c.cpus.empty()) out += " cpus=" + c.cpus;
+  return out;
 }
 
 }  // namespace cryptnono::collector

@@ -67,7 +67,7 @@ Result<std::unique_ptr<Enforcer>> Enforcer::create(zmq::context_t& ctx, const En
   auto sub = Subscriber::connect(ctx, options.connect, {}, 100'000);
   if (!sub) return tl::unexpected(sub.error());
   e->subscriber_ = std::move(*sub);
-  if (options.wait_for_subscriber_ms == 0) e->subscriber_->subscribe(subscribed);
+  if (options.wait_for_subscriber_ms == 0) e->subscribe_events();
   if (auto ok = e->setup_fds(); !ok) return tl::unexpected(ok.error());
   return e;
 }
@@ -94,6 +94,22 @@ Result<void> Enforcer::setup_fds() {
       return fail(std::string("epoll_ctl: ") + std::strerror(errno));
   }
   return {};
+}
+
+void Enforcer::subscribe_events() {
+  subscriber_->subscribe(detector_->topic());
+  if (!options_.direct.empty()) {
+    subscriber_->use_direct(options_.direct, {std::string(detector_->topic())});
+    if (subscriber_->direct_connected()) log_->info("direct path connected ({})", options_.direct);
+  }
+}
+
+void Enforcer::maintain_direct() {
+  if (subscriber_->direct_losses() != direct_losses_seen_) {
+    direct_losses_seen_ = subscriber_->direct_losses();
+    log_->warn("direct path {} lost: events keep coming over ZeroMQ; reconnecting", options_.direct);
+  }
+  if (subscriber_->maintain_direct() == "connected") log_->info("direct path connected ({})", options_.direct);
 }
 
 void Enforcer::stop() {
@@ -158,6 +174,8 @@ std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
       {"config_generation", c.config_generation.load()},
       {"send_drops", c.send_drops.load()},
       {"publisher_restarts", c.publisher_restarts.load()},
+      {"direct_events", c.direct_events.load()},
+      {"duplicates", c.duplicates.load()},
   };
   detector_->add_counters(out);
   return out;
@@ -197,8 +215,11 @@ void Enforcer::handle(Received& received) {
   }
   try {
     auto env = *envelope;
-    auto seen = tracker_.observe(std::string_view(env.getPublisherId().cStr(), env.getPublisherId().size()),
-                                 received.topic(), env.getSequence());
+    std::string_view publisher(env.getPublisherId().cStr(), env.getPublisherId().size());
+    // Gaps and restarts are judged on the ZeroMQ path alone: it carries every message in
+    // order, while the direct path may skip some (a full socket buffer).
+    auto seen = received.direct() ? SequenceTracker::Observation{}
+                                  : tracker_.observe(publisher, received.topic(), env.getSequence());
     if (seen.lost > 0) counters_.events_lost.fetch_add(seen.lost, std::memory_order_relaxed);
     if (seen.new_publisher) {
       std::string id = text_string(env.getPublisherId());
@@ -209,6 +230,11 @@ void Enforcer::handle(Received& received) {
       }
       upstream_publisher_ = std::move(id);
     }
+    if (!duplicates_.first_copy(publisher, received.topic(), env.getSequence())) {
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (received.direct()) counters_.direct_events.fetch_add(1, std::memory_order_relaxed);
     if (!detector_->read(env.getBody())) {
       counters_.malformed.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -301,17 +327,19 @@ void Enforcer::run(int stop_fd) {
   }
   if (options_.wait_for_subscriber_ms > 0) {
     wait_for_decision_subscriber();
-    subscriber_->subscribe(detector_->topic());
+    subscribe_events();
   }
   std::string connect;
   for (const auto& ep : options_.connect) connect += (connect.empty() ? "" : ", ") + ep;
+  if (!options_.direct.empty()) connect += " (direct: " + options_.direct + ")";
   log_->info("enforcer running ({}: {}); events from {}; decisions on {} as {}{}", detector_->name(),
              detector_->describe(), connect, options_.bind, publisher_->id(),
              options_.dry_run ? " (dry run: nothing is killed)" : "");
   while (!stop_requested_.load()) {
     Subscriber::Wait woke;
     try {
-      woke = subscriber_->wait(epoll_.get(), -1);
+      // Blocks for good unless the direct path is down and due for a reconnect.
+      woke = subscriber_->wait(epoll_.get(), subscriber_->direct_retry_timeout_ms());
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       log_->error("waiting for events failed: {}", e.what());
@@ -328,6 +356,7 @@ void Enforcer::run(int stop_fd) {
     }
     // Timer, wake-ups and the stop fd: without blocking, also when messages keep coming.
     if (!handle_control(stop_fd, false)) break;
+    maintain_direct();
   }
   counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
   publish_stats();

@@ -2,6 +2,7 @@
 
 #include <fnmatch.h>
 #include <glob.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -12,9 +13,11 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "cryptnono/enforcer/address.h"
 #include "cryptnono/enforcer/config.h"
+#include "cryptnono/sched.h"
 
 namespace cryptnono::enforcer {
 
@@ -144,15 +147,34 @@ bool FileWatcher::drain_inotify() {
 }
 
 void FileWatcher::loop() {
+  // With --rt-priority this thread inherits SCHED_FIFO from the thread that started it.
+  // A reload compiles for seconds (100,000 strings: ~6 s): real-time, it would hold its
+  // CPU against the event loop at the same priority and against the node. Reloads run
+  // in the normal policy instead; the event loop preempts them.
+  if (auto left = leave_realtime_scheduling(); !left) log_->warn("config watcher: {}", left.error().message);
+  // A reload leaves tens of MiB of freed heap (the parsed files, the build's temporaries,
+  // then the configuration it replaced, which the event thread frees between events once
+  // woken), and glibc keeps freed heap mapped. So shortly after a reload, once the old
+  // configuration is gone too, the heap is handed back, here, off the event thread.
+  std::optional<std::chrono::steady_clock::time_point> trim_at;
   while (!stop_.load()) {
     pollfd fds[3] = {{inotify_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {hup_fd_, POLLIN, 0}};
-    int n = ::poll(fds, hup_fd_ >= 0 ? 3 : 2, -1);
+    int timeout = -1;
+    if (trim_at) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*trim_at - std::chrono::steady_clock::now());
+      timeout = left.count() > 0 ? static_cast<int>(left.count()) : 0;
+    }
+    int n = ::poll(fds, hup_fd_ >= 0 ? 3 : 2, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       log_->error("config watcher: poll failed: {}", std::strerror(errno));
       return;
     }
     if (stop_.load()) return;
+    if (trim_at && std::chrono::steady_clock::now() >= *trim_at) {
+      malloc_trim(0);
+      trim_at.reset();
+    }
     bool reload_now = false;
     const char* why = "";
     if (fds[1].revents & POLLIN) {
@@ -186,7 +208,10 @@ void FileWatcher::loop() {
         why = "config directory changed";
       }
     }
-    if (reload_now) reload(why);
+    if (reload_now) {
+      reload(why);
+      trim_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+    }
   }
 }
 

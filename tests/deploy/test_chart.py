@@ -55,9 +55,11 @@ class ChartTest(unittest.TestCase):
 
     # ---- helpers -------------------------------------------------------------------
 
-    def assert_secure_pod(self, ds, enforcers=("execwhacker", "monero")):
+    def assert_secure_pod(self, ds, enforcers=("execwhacker", "monero"), extra_caps=()):
         """The security settings the issue asks for, on every container; `enforcers`
-        are the enforcer containers expected (the defaults: execwhacker and monero)."""
+        are the enforcer containers expected (the defaults: execwhacker and monero);
+        `extra_caps` are added to the collector's and the enforcers' (SYS_NICE with
+        scheduling.rtPriority)."""
         pod = ds["spec"]["template"]["spec"]
         self.assertTrue(pod["hostPID"])
         self.assertFalse(pod.get("hostNetwork", False))
@@ -74,7 +76,8 @@ class ChartTest(unittest.TestCase):
                 self.assertIs(sc["allowPrivilegeEscalation"], False)
                 self.assertIs(sc["readOnlyRootFilesystem"], True)
                 self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
-                self.assertEqual(sc["capabilities"].get("add", []), EXPECTED_CAPS[name])
+                self.assertEqual(sc["capabilities"].get("add", []),
+                                 EXPECTED_CAPS[name] + (list(extra_caps) if name != "exporter" else []))
                 for kind in ("requests", "limits"):
                     self.assertIn("cpu" if kind == "requests" else "memory", c["resources"][kind])
                 self.assertIn("readinessProbe", c)
@@ -505,6 +508,13 @@ class ChartTest(unittest.TestCase):
             "remote port out of range": {"remoteAccess": {"collectorPort": 70000}},
             "dryRun as string": {"dryRun": "true"},
             "secret without keys": {"detectors": {"execwhacker": {"configSecrets": [{"name": "s"}]}}},
+            "rt priority above 99": {"scheduling": {"rtPriority": 100}},
+            "negative rt priority": {"scheduling": {"rtPriority": -1}},
+            "rt priority as string": {"scheduling": {"rtPriority": "50"}},
+            "cpus open range": {"scheduling": {"cpus": "1-"}},
+            "cpus not a list": {"scheduling": {"cpus": "all"}},
+            "cpus negative": {"scheduling": {"cpus": -1}},
+            "unknown scheduling key": {"scheduling": {"policy": "fifo"}},
         }
         for what, values in bad.items():
             with self.subTest(what):
@@ -544,6 +554,43 @@ class ChartTest(unittest.TestCase):
         config = json.dumps({"bannedCommandStrings": ["x-secret-string"], "allowedCommandPatterns": []})
         self.check_args_accepted(objects, files={"cryptnono-banned": {"banned.json": config,
                                                                         "more.json": config}})
+
+    def test_scheduling_flags_and_sys_nice_only_when_asked(self):
+        """scheduling.rtPriority / cpus reach the collector and every enforcer (not the
+        exporter) as --rt-priority / --cpus; SYS_NICE is added to exactly those
+        containers, and only when rtPriority > 0."""
+        every = detectors_values(list(DETECTORS))
+        sched_flags = ("--rt-priority", "--cpus")
+        default = containers(daemonset(render(values=every)))
+        for name, c in default.items():
+            with self.subTest(values="default", container=name):
+                for flag in sched_flags:
+                    self.assertNotIn(flag, c["args"])
+                self.assertNotIn("SYS_NICE", c["securityContext"]["capabilities"].get("add", []))
+        cases = [
+            # (scheduling values, --rt-priority wanted, --cpus wanted, SYS_NICE added)
+            ({"rtPriority": 50, "cpus": "1"}, ["50"], ["1"], True),
+            ({"rtPriority": 1}, ["1"], [], True),
+            ({"rtPriority": 0, "cpus": "0-1,3"}, [], ["0-1,3"], False),
+            ({"cpus": 0}, [], ["0"], False),  # a bare number in YAML is one CPU
+            ({"rtPriority": 99, "cpus": ""}, ["99"], [], True),
+        ]
+        for sched, prio, cpus, nice in cases:
+            values = dict(every, scheduling=sched)
+            with self.subTest(scheduling=sched):
+                objects = render(values=values)
+                ds = daemonset(objects)
+                self.assert_secure_pod(ds, enforcers=list(DETECTORS), extra_caps=["SYS_NICE"] if nice else [])
+                for name, c in containers(ds).items():
+                    args = c["args"]
+                    if name == "exporter":
+                        for flag in sched_flags:
+                            self.assertNotIn(flag, args)
+                        continue
+                    self.assertEqual(self.arg_pairs(args, "--rt-priority"), prio, name)
+                    self.assertEqual(self.arg_pairs(args, "--cpus"), cpus, name)
+                # The programs accept the rendered flags (--check validates both).
+                self.check_args_accepted(objects)
 
     def test_metrics_off_drops_annotations_and_service_monitor(self):
         objects = render(values={"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})

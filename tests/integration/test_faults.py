@@ -90,6 +90,10 @@ class FaultTest(unittest.TestCase):
         p.check_alive()
         wait_for(lambda: p.metric("cryptnono_enforcer_publisher_restarts_total") >= 1, 10,
                  "the enforcer's own count of the collector's restart")
+        # The direct path went down with the collector and came back by itself.
+        log = p.log("enforcer")
+        self.assertRegex(log, r"direct path \S+ lost: events keep coming over ZeroMQ")
+        self.assertGreaterEqual(log.count("direct path connected"), 2, log)
 
     def test_exporter_down_blocks_nothing_upstream_and_grows_nothing(self):
         p = self.pipeline

@@ -278,6 +278,40 @@ class PipelineTest(unittest.TestCase):
             return None
         wait_for(tail_saw, 10, "cryptnono tail to print the decision")
 
+    def test_events_come_first_over_the_direct_path_and_zeromq_alone_still_kills(self):
+        # Default: the enforcer takes exec events from the collector's direct socket (next
+        # to collector.sock) and from ZeroMQ, judges the first copy and skips the second.
+        banned = random_banned()
+        p = self.start([banned])
+        self.assertTrue(os.path.exists(os.path.join(p.dir, "collector.direct")))
+        self.assertIn("direct path connected", p.log("enforcer"))
+        code, _ = run_banned_shell(banned)
+        self.assertEqual(code, -signal.SIGKILL)
+        p.find_line(matched=banned.lower(), action="killed")
+        wait_for(lambda: p.metric("cryptnono_enforcer_direct_events_total") > 0 and
+                 p.metric("cryptnono_enforcer_duplicates_total") > 0 and
+                 p.metric("cryptnono_collector_direct_sent_total") > 0, 10,
+                 "the direct path's counters to go up")
+        # Every event was judged once: a decision per first copy, none per second copy.
+        received = p.metric("cryptnono_enforcer_events_received_total")
+        decisions = p.metric("cryptnono_enforcer_decisions_total")
+        self.assertEqual(received, decisions)
+        finish(self, p, self.tmp)
+        self.pipeline = None
+        self.tmp = tempfile.mkdtemp(prefix="cryptnono-itcfg-")
+
+        # --direct off: ZeroMQ alone still kills; nothing is counted as direct.
+        banned = random_banned()
+        p = self.start([banned], enforcer_args=["--direct", "off"])
+        code, _ = run_banned_shell(banned)
+        self.assertEqual(code, -signal.SIGKILL)
+        p.find_line(matched=banned.lower(), action="killed")
+        wait_for(lambda: p.metric("cryptnono_enforcer_events_received_total") > 0, 10,
+                 "enforcer stats")
+        self.assertEqual(p.metric("cryptnono_enforcer_direct_events_total"), 0)
+        self.assertEqual(p.metric("cryptnono_enforcer_duplicates_total"), 0)
+        self.assertNotIn("direct path connected", p.log("enforcer"))
+
     def test_sweep_kills_process_started_before_and_argv_rewriter(self):
         early, late = random_banned(), random_banned()
         before = self.spawn(["sh", "-c", f"sleep 600; : {early}"])

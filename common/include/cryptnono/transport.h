@@ -23,6 +23,7 @@
 
 #include "cryptnono.capnp.h"
 #include "cryptnono/curve.h"
+#include "cryptnono/direct.h"
 #include "cryptnono/result.h"
 
 namespace cryptnono {
@@ -59,6 +60,15 @@ class Publisher {
   // ipc:// one), with the same rules as bind(). Returns the endpoint as bound (a "*" port
   // resolved to the real one).
   Result<std::string> add_endpoint(const std::string& endpoint, const TransportSecurity* security);
+  // Also sends every message over a direct same-node socket at `path` to the clients
+  // subscribed there (direct.h): the fast lane for the enforcers. Call service_direct()
+  // when direct_fd() is readable.
+  Result<void> add_direct(const std::string& path);
+  int direct_fd() const { return direct_ ? direct_->fd() : -1; }
+  void service_direct() {
+    if (direct_) direct_->service();
+  }
+  const DirectServer* direct() const { return direct_.get(); }
   // CurveZMQ handshakes refused (unknown client key) on this publisher's tcp:// endpoints.
   uint64_t curve_denied() const { return zap_ ? zap_->denied() : 0; }
   uint64_t curve_accepted() const { return zap_ ? zap_->accepted() : 0; }
@@ -94,6 +104,7 @@ class Publisher {
   zmq::context_t* ctx_ = nullptr;
   std::unique_ptr<ZapHandler> zap_;  // declared before socket_: outlives it
   zmq::socket_t socket_;
+  std::unique_ptr<DirectServer> direct_;
   bool xpub_ = false;
   std::string endpoint_;
   std::string node_;
@@ -108,6 +119,8 @@ class Publisher {
 class Received {
  public:
   std::string_view topic() const { return topic_; }
+  // Came over the direct path (direct.h) rather than ZeroMQ.
+  bool direct() const { return direct_; }
   size_t payload_bytes() const { return size_words_ * sizeof(capnp::word); }
   // Decodes the envelope. Cap'n Proto readers are lazy: a malformed message can still throw
   // kj::Exception while fields are read, so callers wrap their handling in try/catch.
@@ -120,7 +133,13 @@ class Received {
 
  private:
   friend class Subscriber;
+  // Makes room for `words` words (the buffer only grows).
+  void reserve_words(size_t words);
+  // Decodes the first `words` words of the buffer; false (and empty) when they are not a
+  // valid message.
+  bool adopt(size_t words);
   std::string topic_;
+  bool direct_ = false;
   // Word-aligned copy of the payload, grown as needed and reused (capnp::word is not
   // copyable, so no std::vector: libc++/clang refuse to instantiate one).
   std::unique_ptr<capnp::word[]> words_;
@@ -131,6 +150,7 @@ class Received {
 
 class Subscriber {
  public:
+  ~Subscriber();
   // tcp:// endpoints need `security` with this program's key pair and the publisher's
   // public key (CurveZMQ); they cannot be mixed with ipc:// ones in one Subscriber
   // (CurveZMQ is a property of the socket).
@@ -149,12 +169,37 @@ class Subscriber {
   // Adds a topic subscription (e.g. once the program is ready for those messages).
   void subscribe(std::string_view topic);
 
+  // Also receives `topics` over a publisher's direct socket at `path` (direct.h): connects
+  // now if it can, and again through maintain_direct() whenever it is down. Every message
+  // still comes over ZeroMQ as well: the caller skips second copies (DuplicateFilter).
+  void use_direct(std::string path, std::vector<std::string> topics);
+  // Reconnects the direct path when it is wanted, down, and kDirectRetryNs passed since
+  // the last attempt. Returns what changed, for the log: "connected", or empty.
+  std::string maintain_direct();
+  bool direct_wanted() const { return !direct_path_.empty(); }
+  bool direct_connected() const { return direct_fd_ >= 0; }
+  const std::string& direct_path() const { return direct_path_; }
+  // How long the caller may block before maintain_direct() has work: -1 when none.
+  long direct_retry_timeout_ms() const { return direct_wanted() && !direct_connected() ? kDirectRetryMs : -1; }
+  uint64_t direct_received() const { return direct_received_; }
+  uint64_t direct_losses() const { return direct_losses_; }  // times the direct path went down
+  static constexpr long kDirectRetryMs = 250;
+
   uint64_t received() const { return received_; }
   uint64_t malformed() const { return malformed_; }
 
  private:
   explicit Subscriber(zmq::socket_t socket) : socket_(std::move(socket)) {}
+  // One direct datagram into `out`: 1 got one, 0 none queued, -1 the path went down.
+  int receive_direct(Received& out);
+  void close_direct();
   zmq::socket_t socket_;
+  std::string direct_path_;
+  std::vector<std::string> direct_topics_;
+  int direct_fd_ = -1;
+  uint64_t direct_last_attempt_ns_ = 0;
+  uint64_t direct_received_ = 0;
+  uint64_t direct_losses_ = 0;
   zmq::message_t frame_;
   uint64_t received_ = 0;
   uint64_t malformed_ = 0;

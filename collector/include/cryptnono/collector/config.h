@@ -42,7 +42,14 @@ struct Config {
   // More endpoints to publish on next to --bind (e.g. tcp:// for remote forensics
   // subscribers, which needs the CurveZMQ flags).
   std::vector<std::string> also_bind;
+  // The direct same-node socket for the enforcers (cryptnono/direct.h): "auto" derives it
+  // from an ipc:// --bind (collector.sock -> collector.direct), "off" disables it.
+  std::string direct = "auto";
   int send_hwm = Publisher::kDefaultSendHwm;  // messages queued per subscriber
+  // Opt-in scheduling of every thread (cryptnono/sched.h): SCHED_FIFO at this priority
+  // (0: the default policy) and pinning to these CPUs ("": anywhere).
+  int rt_priority = 0;
+  std::string cpus;
   CurveOptions curve;
 
   bool wants(std::string_view probe) const;

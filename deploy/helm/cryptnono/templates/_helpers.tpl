@@ -177,7 +177,26 @@ runAsGroup: 0
 runAsNonRoot: false
 capabilities:
   drop: [ALL]
-  add: [KILL]
+  add: [KILL{{ if include "cryptnono.realtime" . }}, SYS_NICE{{ end }}]
+{{- end }}
+
+{{/* "true" when scheduling.rtPriority asks for SCHED_FIFO (the collector and the
+     enforcers then need CAP_SYS_NICE until they have applied it), else "". */}}
+{{- define "cryptnono.realtime" -}}
+{{- if gt (int .Values.scheduling.rtPriority) 0 }}true{{ end }}
+{{- end }}
+
+{{/* --rt-priority / --cpus for the collector and the enforcers; nothing when off. */}}
+{{- define "cryptnono.schedulingArgs" -}}
+{{- if include "cryptnono.realtime" . }}
+- --rt-priority
+- {{ .Values.scheduling.rtPriority | int | quote }}
+{{- end }}
+{{- $cpus := toString .Values.scheduling.cpus }}
+{{- if ne $cpus "" }}
+- --cpus
+- {{ $cpus | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Readiness and liveness of a stage without a port: alive (and attached, and not

@@ -21,6 +21,9 @@ struct Config {
   std::string detector = "execwhacker";  // execwhacker, monero or flowkiller
   std::vector<std::string> configs;  // execwhacker; empty: the embedded default config
   std::vector<std::string> connect = {"ipc:///run/cryptnono/collector.sock"};
+  // The collector's direct socket (cryptnono/direct.h): "auto" derives it from the first
+  // ipc:// --connect endpoint (collector.sock -> collector.direct), "off" disables it.
+  std::string direct = "auto";
   std::string bind;  // empty: ipc:///run/cryptnono/<detector>.sock
   // flowkiller
   std::vector<std::string> banned_ips;  // glob patterns of banned-destination files
@@ -34,6 +37,10 @@ struct Config {
   int send_hwm = 10'000;
   double wait_for_subscriber_seconds = 2;
   CurveOptions curve;
+  // Opt-in scheduling of every thread (cryptnono/sched.h): SCHED_FIFO at this priority
+  // (0: the default policy) and pinning to these CPUs ("": anywhere).
+  int rt_priority = 0;
+  std::string cpus;
 };
 
 struct LoadedRules {

@@ -39,6 +39,9 @@ struct EnforcerOptions {
   // collector sweeps /proc when this enforcer subscribes, so waiting costs no event, and
   // the kills of that sweep (processes that started while no enforcer ran) are logged.
   uint32_t wait_for_subscriber_ms = 0;
+  // The collector's direct socket (direct.h; empty: ZeroMQ only). Events then come over
+  // both paths; the first copy of each is judged, the second skipped.
+  std::string direct;
 };
 
 class Enforcer {
@@ -89,6 +92,8 @@ class Enforcer {
     std::atomic<uint64_t> config_reload_failures{0};
     std::atomic<uint64_t> config_generation{0};
     std::atomic<uint64_t> send_drops{0};
+    std::atomic<uint64_t> direct_events{0};  // events judged from their direct-path copy
+    std::atomic<uint64_t> duplicates{0};     // second copies skipped
   };
 
   Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> detector, std::shared_ptr<spdlog::logger> log);
@@ -105,7 +110,11 @@ class Enforcer {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Subscriber> subscriber_;
-  SequenceTracker tracker_;
+  SequenceTracker tracker_;  // gaps on the ZeroMQ path, which carries every message
+  DuplicateFilter duplicates_;
+  uint64_t direct_losses_seen_ = 0;
+  void subscribe_events();
+  void maintain_direct();
   std::string upstream_publisher_;  // the collector's publisher id, to tell its restarts
   void wait_for_decision_subscriber();
   std::unique_ptr<Detector> detector_;

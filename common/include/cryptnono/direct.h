@@ -1,0 +1,110 @@
+// The direct path: a same-node fast lane for latency-critical topics (exec events to the
+// enforcers), next to ZeroMQ, never instead of it.
+//
+// Why: between a publisher's send and a subscriber's receive, ZeroMQ wakes three threads
+// (the publisher's I/O thread, the subscriber's I/O thread, the subscriber's own thread).
+// On a virtualised node each wake-up costs tens to hundreds of microseconds: 334 µs p50 in
+// bench/latency/hop_bench against 18 µs for one AF_UNIX SOCK_SEQPACKET datagram, which wakes
+// the receiver once. See BENCHMARKS.md (part 2).
+//
+// How: the publisher listens on a SOCK_SEQPACKET unix socket next to its ipc:// endpoint.
+// A client connects and sends one datagram per topic prefix it wants. Every message the
+// publisher sends on a matching topic is also written to the client as one datagram (a
+// 16-byte header naming the topic, then the same Cap'n Proto envelope ZeroMQ carries:
+// same publisher id, same sequence number), without blocking: when the client's socket
+// buffer is full the datagram is dropped for that client and counted. Nothing is lost by
+// that, because the same message also goes over ZeroMQ: a client of both paths handles
+// whichever copy comes first and skips the other (DuplicateFilter). The direct path only
+// ever makes a message earlier, never makes one missing.
+//
+// Who may connect: the socket file is mode 0660 in the ipc directory (0700), as the ipc://
+// sockets are. Neither class is thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cryptnono/result.h"
+
+namespace cryptnono {
+
+namespace direct {
+inline constexpr size_t kHeaderBytes = 16;      // byte 0: version, byte 1: topic length, 2..15: topic
+inline constexpr size_t kMaxTopicBytes = 14;
+inline constexpr uint8_t kVersion = 1;
+inline constexpr std::string_view kSubscribe = "cryptnono-direct/1 subscribe ";
+// The socket buffer asked for on each connection (the kernel caps it at net.core.wmem_max).
+inline constexpr int kSendBufferBytes = 8 * 1024 * 1024;
+}  // namespace direct
+
+// The direct socket path that goes with an ipc:// endpoint: "ipc:///run/x/collector.sock" ->
+// "/run/x/collector.direct". Empty for other transports and abstract ipc sockets.
+std::string direct_path_for(const std::string& endpoint);
+
+class DirectServer {
+ public:
+  // Binds and listens at `path` (an existing socket file there is replaced; its directory
+  // is created 0700 if missing).
+  static Result<std::unique_ptr<DirectServer>> listen(const std::string& path);
+  ~DirectServer();
+  DirectServer(const DirectServer&) = delete;
+  DirectServer& operator=(const DirectServer&) = delete;
+
+  // An epoll fd, readable when a client connects, subscribes or leaves: then call service().
+  int fd() const { return epoll_fd_; }
+  // Accepts new clients, reads their subscriptions, forgets those that left. Non-blocking.
+  void service();
+  // Writes one datagram to every client subscribed to a prefix of `topic`. Never blocks.
+  void send(std::string_view topic, const void* payload, size_t size);
+
+  const std::string& path() const { return path_; }
+  size_t clients() const { return clients_.size(); }
+  uint64_t sent() const { return sent_; }        // datagrams written
+  uint64_t dropped() const { return dropped_; }  // datagrams a client's full buffer refused
+
+ private:
+  DirectServer() = default;
+  void close_client(int fd);
+  void read_client(int fd);
+
+  struct Client {
+    std::vector<std::string> topics;
+  };
+  std::string path_;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  std::map<int, Client> clients_;
+  uint64_t sent_ = 0;
+  uint64_t dropped_ = 0;
+};
+
+// Tells the first copy of each message from the second, for a subscriber that gets every
+// message over two paths (direct and ZeroMQ), in any order. Per publisher and topic it
+// remembers which of the last kWindow sequence numbers were seen (a bitmap), so it works
+// however the two paths interleave, whatever either of them drops.
+class DuplicateFilter {
+ public:
+  // True the first time (publisher, topic, sequence) is seen. A sequence more than kWindow
+  // below the highest one seen is too old to tell: it counts as a first copy (handling a
+  // message twice is harmless for a killer, which checks identity; missing one is not).
+  bool first_copy(std::string_view publisher_id, std::string_view topic, uint64_t sequence);
+
+  // More than either path can hold in flight (ZeroMQ's receive queue is 100,000 messages).
+  static constexpr uint64_t kWindow = uint64_t{1} << 18;
+
+ private:
+  struct Stream {
+    uint64_t highest = 0;
+    std::vector<uint64_t> bits = std::vector<uint64_t>(kWindow / 64);  // 32 KiB
+    uint64_t last_used = 0;
+  };
+  static constexpr size_t kMaxStreams = 8;  // publishers restart; keep the recent ones
+  std::map<std::string, Stream, std::less<>> streams_;
+  uint64_t uses_ = 0;
+};
+
+}  // namespace cryptnono

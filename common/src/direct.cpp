@@ -1,0 +1,201 @@
+#include "cryptnono/direct.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace cryptnono {
+
+std::string direct_path_for(const std::string& endpoint) {
+  static constexpr std::string_view kIpc = "ipc://";
+  if (endpoint.rfind(kIpc, 0) != 0) return {};
+  std::string path = endpoint.substr(kIpc.size());
+  if (path.empty() || path[0] == '@' || path.find('*') != std::string::npos) return {};
+  static constexpr std::string_view kSock = ".sock";
+  if (path.size() > kSock.size() && path.compare(path.size() - kSock.size(), kSock.size(), kSock) == 0)
+    path.resize(path.size() - kSock.size());
+  return path + ".direct";
+}
+
+Result<std::unique_ptr<DirectServer>> DirectServer::listen(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.empty() || path.size() >= sizeof(addr.sun_path))
+    return fail("direct socket path '" + path + "' is empty or longer than " +
+                std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
+  std::unique_ptr<DirectServer> server(new DirectServer());
+  server->path_ = path;
+  std::error_code ec;
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fail("cannot create socket directory " + dir.string() + ": " + ec.message());
+    chmod(dir.c_str(), 0700);
+  }
+  server->listen_fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (server->listen_fd_ < 0) return fail(std::string("direct socket: ") + std::strerror(errno));
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  // A socket file left by a previous run (the collector was killed) would make bind fail.
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  if (::bind(server->listen_fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+    return fail("cannot bind direct socket " + path + ": " + std::strerror(errno));
+  // As for the ipc:// sockets: owner and group may connect, others not, whatever the umask.
+  if (::chmod(path.c_str(), 0660) != 0) return fail("cannot set permissions of " + path + ": " + std::strerror(errno));
+  if (::listen(server->listen_fd_, 16) != 0) return fail("cannot listen on " + path + ": " + std::strerror(errno));
+  server->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (server->epoll_fd_ < 0) return fail(std::string("epoll_create1: ") + std::strerror(errno));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = server->listen_fd_;
+  if (::epoll_ctl(server->epoll_fd_, EPOLL_CTL_ADD, server->listen_fd_, &ev) != 0)
+    return fail(std::string("epoll_ctl: ") + std::strerror(errno));
+  return server;
+}
+
+DirectServer::~DirectServer() {
+  for (auto& [fd, client] : clients_) ::close(fd);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    ::unlink(path_.c_str());
+  }
+}
+
+void DirectServer::close_client(int fd) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  ::close(fd);
+  clients_.erase(fd);
+}
+
+void DirectServer::read_client(int fd) {
+  char buf[256];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {  // the client left (0) or its socket failed
+      close_client(fd);
+      return;
+    }
+    std::string_view msg(buf, static_cast<size_t>(n));
+    auto it = clients_.find(fd);
+    // Anything but a subscription is a client that does not speak this protocol.
+    if (it == clients_.end() || msg.rfind(direct::kSubscribe, 0) != 0 || it->second.topics.size() >= 16) {
+      close_client(fd);
+      return;
+    }
+    it->second.topics.emplace_back(msg.substr(direct::kSubscribe.size()));
+  }
+}
+
+void DirectServer::service() {
+  epoll_event events[16];
+  int n = ::epoll_wait(epoll_fd_, events, 16, 0);
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].data.fd;
+    if (fd == listen_fd_) {
+      for (;;) {
+        int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) break;  // EAGAIN: no more pending (other errors: the client is gone)
+        // A larger buffer absorbs bursts (an exec storm while the enforcer is busy); the
+        // kernel caps it at net.core.wmem_max. Failing to raise it is not an error.
+        int size = direct::kSendBufferBytes;
+        (void)::setsockopt(c, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = c;
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c, &ev) != 0) {
+          ::close(c);
+          continue;
+        }
+        clients_.emplace(c, Client{});
+      }
+    } else if (events[i].events & (EPOLLHUP | EPOLLERR)) {
+      close_client(fd);
+    } else {
+      read_client(fd);
+    }
+  }
+}
+
+void DirectServer::send(std::string_view topic, const void* payload, size_t size) {
+  if (clients_.empty() || topic.size() > direct::kMaxTopicBytes) return;
+  unsigned char header[direct::kHeaderBytes] = {};
+  header[0] = direct::kVersion;
+  header[1] = static_cast<unsigned char>(topic.size());
+  std::memcpy(header + 2, topic.data(), topic.size());
+  iovec iov[2] = {{header, sizeof header}, {const_cast<void*>(payload), size}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    int fd = it->first;
+    bool wanted = false;
+    for (const auto& t : it->second.topics) wanted |= topic.rfind(t, 0) == 0;
+    ++it;  // before a possible close_client(fd), which erases the entry
+    if (!wanted) continue;
+    ssize_t n;
+    do {
+      n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof header + size)) {
+      ++sent_;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EMSGSIZE)) {
+      ++dropped_;  // the ZeroMQ copy still reaches the client
+    } else {
+      close_client(fd);  // EPIPE, ECONNRESET: the client left
+    }
+  }
+}
+
+bool DuplicateFilter::first_copy(std::string_view publisher_id, std::string_view topic, uint64_t sequence) {
+  std::string key;
+  key.reserve(publisher_id.size() + topic.size() + 1);
+  key.append(publisher_id).push_back('\n');
+  key.append(topic);
+  auto it = streams_.find(key);
+  if (it == streams_.end()) {
+    if (streams_.size() >= kMaxStreams) {
+      auto oldest = streams_.begin();
+      for (auto s = streams_.begin(); s != streams_.end(); ++s)
+        if (s->second.last_used < oldest->second.last_used) oldest = s;
+      streams_.erase(oldest);
+    }
+    it = streams_.emplace(std::move(key), Stream{}).first;
+  }
+  Stream& s = it->second;
+  s.last_used = ++uses_;
+  auto bit = [&](uint64_t seq) -> std::pair<uint64_t&, uint64_t> {
+    uint64_t slot = seq % kWindow;
+    return {s.bits[slot / 64], uint64_t{1} << (slot % 64)};
+  };
+  if (sequence > s.highest) {
+    // Slide the window: slots of sequences now more than kWindow behind are reused.
+    if (sequence - s.highest >= kWindow) {
+      std::fill(s.bits.begin(), s.bits.end(), 0);
+    } else {
+      for (uint64_t q = s.highest + 1; q < sequence; ++q) {
+        auto [word, mask] = bit(q);
+        word &= ~mask;
+      }
+    }
+    s.highest = sequence;
+    auto [word, mask] = bit(sequence);
+    word |= mask;
+    return true;
+  }
+  if (s.highest - sequence >= kWindow) return true;  // too old to tell
+  auto [word, mask] = bit(sequence);
+  if (word & mask) return false;
+  word |= mask;
+  return true;
+}
+
+}  // namespace cryptnono
