@@ -5,8 +5,10 @@ import statistics
 from benchutil import read_jsonl
 
 
-VARIANTS = ["plain", "pin", "rt", "pin+rt"]
-LABELS = {"plain": "normal", "pin": "pinned to 1 CPU", "rt": "SCHED_FIFO 50", "pin+rt": "pinned + SCHED_FIFO 50"}
+VARIANTS = ["plain", "zmq", "pin", "rt", "pin+rt", "flags"]
+LABELS = {"plain": "normal", "zmq": "normal, ZeroMQ only (--direct off)", "pin": "pinned to 1 CPU",
+          "rt": "SCHED_FIFO 50", "pin+rt": "pinned + SCHED_FIFO 50",
+          "flags": "pinned + SCHED_FIFO 50 (--cpus, --rt-priority)"}
 
 
 def _label(v):
@@ -142,8 +144,10 @@ def hop(out):
     print("| scheduling | transport | n | p50 | p99 | max |")
     print("|---|---|---:|---:|---:|---:|")
     names = {"zmq": "cryptnono transport (ZeroMQ PUB/SUB over ipc, Cap'n Proto envelope)",
+             "direct": "cryptnono transport with its direct path (first of the two copies)",
              "seqpacket": "bare AF_UNIX SOCK_SEQPACKET, epoll in the receiver"}
-    for r in sorted(rows, key=lambda r: (_vkey(r["variant"]), r["mode"] != "zmq")):
+    order = ["zmq", "direct", "seqpacket"]
+    for r in sorted(rows, key=lambda r: (_vkey(r["variant"]), order.index(r["mode"]) if r["mode"] in order else 9)):
         print(f"| {_label(r['variant'])} | {names.get(r['mode'], r['mode'])} | {r['n']} | {r['p50_ns'] / 1000:.0f} | "
               f"{r['p99_ns'] / 1000:.0f} | {r['max_ns'] / 1000:.0f} |")
     print()

@@ -175,8 +175,11 @@ int main(int argc, char** argv) {
   auto k = Collector::read_counters(probes);
   logger->info(
       "stopped: events_bpf={} events_scan={} scans={} kernel_ringbuf_drops={} events_fpu={} "
-      "kernel_fpu_ringbuf_drops={} events_connect={} kernel_connect_ringbuf_drops={} send_drops={}",
+      "kernel_fpu_ringbuf_drops={} events_connect={} kernel_connect_ringbuf_drops={} send_drops={} "
+      "direct_sent={} direct_drops={}",
       c.events_bpf, c.events_scan, c.scans, k.exec.ringbuf_drops, c.events_fpu, k.fpu.ringbuf_drops,
-      c.events_connect, k.connect.ringbuf_drops, (*publisher)->dropped());
+      c.events_connect, k.connect.ringbuf_drops, (*publisher)->dropped(),
+      (*publisher)->direct() ? (*publisher)->direct()->sent() : 0,
+      (*publisher)->direct() ? (*publisher)->direct()->dropped() : 0);
   return 0;
 }

@@ -7,7 +7,7 @@ generated inputs, in alternating rounds, so both see the same machine state. The
 alone (--breakdown), the database build time and memory (each in a fresh process), and
 the real cryptnono-enforcer's RSS with 100,000 strings, before and after a live reload.
 
-  run_matcher.py --build BUILD --out OUT [--smoke] [--rounds 3]
+  run_matcher.py --build BUILD --out OUT [--smoke] [--rounds 3] [--reloads 3] [--only-enforcer-rss]
 
 Writes OUT/matcher.jsonl, OUT/matcher-breakdown.jsonl, OUT/matcher-build.jsonl,
 OUT/enforcer-rss.jsonl (report.py turns them into tables).
@@ -27,9 +27,11 @@ from benchutil import BENCH_DIR, append_jsonl, loadavg, log, run_jsonl, status_k
 PY = "/usr/bin/python3"  # Debian's: python3-ahocorasick is installed for it
 
 
-def enforcer_rss(build, data, out, tmp):
+def enforcer_rss(build, data, out, tmp, reloads=3):
     """Starts cryptnono-enforcer with 100,000 strings + 5 patterns, reads its memory once it
-    runs, rewrites the config to force a reload, reads it again."""
+    runs, then `reloads` times rewrites the config (one more string each time) to force a
+    live reload and reads it again. The first reload's figures keep their original keys;
+    every reload's are in the *_all lists."""
     banned = os.path.join(tmp, "banned.json")
     with open(os.path.join(data, "banned-100000.json")) as f:
         text = f.read()
@@ -55,22 +57,35 @@ def enforcer_rss(build, data, out, tmp):
         time.sleep(1.0)
         result["rss_kib"] = status_kib(p.pid, "VmRSS")
         result["hwm_start_kib"] = status_kib(p.pid, "VmHWM")
-        # A live reload: the same list plus one string, so the watcher rebuilds.
-        with open(banned + ".new", "w") as f:
-            f.write(text.replace('"bannedCommandStrings": [', '"bannedCommandStrings": ["benchreloadmarker",', 1))
-        os.rename(banned + ".new", banned)
-        t1 = time.monotonic()
-        for line in p.stderr:
-            m = re.search(r"config reloaded.*compiled in (\d+) ms", line)
-            if m:
-                result["reload_compile_ms"] = int(m.group(1))
-                result["reload_seen_s"] = time.monotonic() - t1
+        result["reload_compile_ms_all"], result["rss_after_reload_kib_all"] = [], []
+        result["hwm_after_reload_kib_all"] = []
+        for k in range(reloads):
+            # A live reload: the same list plus one string, so the watcher rebuilds.
+            marker = '"bannedCommandStrings": ["benchreloadmarker%d",' % k
+            with open(banned + ".new", "w") as f:
+                f.write(text.replace('"bannedCommandStrings": [', marker, 1))
+            os.rename(banned + ".new", banned)
+            t1 = time.monotonic()
+            compiled = None
+            for line in p.stderr:
+                m = re.search(r"config reloaded.*compiled in (\d+) ms", line)
+                if m:
+                    compiled = int(m.group(1))
+                    if k == 0:
+                        result["reload_seen_s"] = time.monotonic() - t1
+                    break
+                if "reload refused" in line:
+                    result["reload_error"] = line.strip()
+                    break
+            time.sleep(1.0)
+            result["reload_compile_ms_all"].append(compiled)
+            result["rss_after_reload_kib_all"].append(status_kib(p.pid, "VmRSS"))
+            result["hwm_after_reload_kib_all"].append(status_kib(p.pid, "VmHWM"))
+            if "reload_error" in result:
                 break
-            if "reload refused" in line:
-                result["reload_error"] = line.strip()
-                break
-        time.sleep(1.0)
-        result["rss_after_reload_kib"] = status_kib(p.pid, "VmRSS")
+        if result["reload_compile_ms_all"] and result["reload_compile_ms_all"][0] is not None:
+            result["reload_compile_ms"] = result["reload_compile_ms_all"][0]
+        result["rss_after_reload_kib"] = (result["rss_after_reload_kib_all"] or [0])[0]
         result["hwm_kib"] = status_kib(p.pid, "VmHWM")
     finally:
         p.send_signal(signal.SIGTERM)
@@ -90,6 +105,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reloads", type=int, default=3, help="live reloads in the enforcer RSS measure")
+    ap.add_argument("--only-enforcer-rss", action="store_true",
+                    help="only the real enforcer's memory at start-up and after --reloads reloads")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     out = os.path.abspath(args.out)
@@ -104,6 +122,11 @@ def main():
     else:
         sizes, rounds, reps, rep_ms, build_reps = ["1000", "10000", "100000"], args.rounds, "5", "20", 3
         cases = []
+    if args.only_enforcer_rss:
+        subprocess.run([PY, os.path.join(here, "gen_inputs.py"), data, "--counts", "100000"], check=True)
+        with tempfile.TemporaryDirectory(prefix="cryptnono-bench-") as tmp:
+            enforcer_rss(build, data, os.path.join(out, "enforcer-rss.jsonl"), tmp, args.reloads)
+        return
     subprocess.run([PY, os.path.join(here, "gen_inputs.py"), data, "--counts", ",".join(sizes)], check=True)
 
     # Rounds alternate the two sides (C++, Python, C++, Python, ...) so that both see the
@@ -131,7 +154,7 @@ def main():
                       os.path.join(out, "matcher-build.jsonl"), {"loadavg": loadavg()})
     if not args.smoke:
         with tempfile.TemporaryDirectory(prefix="cryptnono-bench-") as tmp:
-            enforcer_rss(build, data, os.path.join(out, "enforcer-rss.jsonl"), tmp)
+            enforcer_rss(build, data, os.path.join(out, "enforcer-rss.jsonl"), tmp, args.reloads)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,12 @@ class Bench:
     @staticmethod
     def prefix(variant):
         """How the killer's processes are started for a scheduling variant: "plain",
-        "rt" (SCHED_FIFO 50, every thread), "pin" (every thread on the last CPU), "pin+rt"."""
+        "rt" (SCHED_FIFO 50, every thread), "pin" (every thread on the last CPU), "pin+rt".
+        "zmq" schedules as "plain" and turns the pipeline's direct path off (ZeroMQ only).
+        "flags": the pipeline applies pin + SCHED_FIFO 50 itself (--cpus, --rt-priority); the
+        floor gets them from outside, as in "pin+rt"."""
+        if variant == "flags":
+            variant = "pin+rt"
         cmd = []
         if "pin" in variant:
             cmd += ["taskset", "-c", str(os.cpu_count() - 1)]
@@ -145,17 +150,20 @@ class Bench:
         return [Proc(self.fresh("floor"), cmd, self.tmp, ready=r"ready")]
 
     def start_pipeline(self, variant, exporter=False, tap_exec=False):
-        chrt = self.prefix(variant)
+        chrt = [] if variant == "flags" else self.prefix(variant)
+        direct = ["--direct", "off"] if "zmq" in variant else []
+        if variant == "flags":
+            direct += ["--rt-priority", "50", "--cpus", str(os.cpu_count() - 1)]
         procs = []
         col_ep, enf_ep = self.ep(self.fresh("collector")), self.ep(self.fresh("enforcer"))
         procs.append(Proc(self.fresh("collector"), chrt + [os.path.join(self.bin, "cryptnono-collector"), "--bind", col_ep,
                                                            "--scan-interval", "0", "--stats-interval", "1",
-                                                           "--node", "bench"],
+                                                           "--node", "bench", *direct],
                           self.tmp, ready=r"capabilities after drop|publishing on"))
         procs.append(Proc(self.fresh("enforcer"), chrt + [os.path.join(self.bin, "cryptnono-enforcer"), "--connect", col_ep,
                                                           "--bind", enf_ep, "--config", self.banned, "--config",
                                                           self.token_config, "--stats-interval", "1",
-                                                          "--node", "bench"],
+                                                          "--node", "bench", *direct],
                           self.tmp, ready=r"enforcer running", timeout=120))
         if exporter:
             self.metrics_port = 20000 + secrets.randbelow(20000)
@@ -259,7 +267,7 @@ class Bench:
             append_jsonl(os.path.join(self.out, "killpath.jsonl"), r)
         # One process hop alone: cryptnono's ZeroMQ transport against a bare unix socket.
         for variant in ("plain", "pin+rt"):
-            hb = Proc(self.fresh("hop"), self.prefix(variant) + [os.path.join(self.bb, "hop_bench"), "--count",
+            hb = Proc(self.fresh("hop"), self.prefix(variant) + [os.path.join(self.bb, "hop_bench"), "--mode", "all", "--count",
                                                                  "40" if a.smoke else "400", "--dir", self.tmp],
                       self.tmp)
             hb.p.wait()
@@ -431,8 +439,9 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--victims", type=int, default=400)
-    ap.add_argument("--variants", default="plain,pin,rt,pin+rt",
-                    help="scheduling variants for part 2 (plain, rt, pin, pin+rt)")
+    ap.add_argument("--variants", default="plain,zmq,pin,rt,pin+rt",
+                    help="variants for part 2: scheduling (plain, rt, pin, pin+rt from outside; flags: pin + "
+                         "SCHED_FIFO through the programs' own --cpus/--rt-priority) and zmq (plain, direct path off)")
     ap.add_argument("--agent-variant", default="plain", help="scheduling of the agent in parts 3 and 4")
     ap.add_argument("--throughput-s", type=int, default=60)
     ap.add_argument("--cost-s", type=int, default=10)

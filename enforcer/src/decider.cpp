@@ -65,10 +65,9 @@ void Decider::build_cmdline(const ExecView& event, std::string_view argv) {
   // Exec events: the exec'd filename then argv[1:], as cryptnono logs "/usr/bin/sh -c ..."
   // for "sh -c ...". Sweeps: argv as /proc shows it.
   if (event.source == schema::Source::BPF)
-    join_exec_cmdline(event.filename, argv, joined_);
+    join_fold_exec_cmdline(event.filename, argv, folded_, joined_);
   else
-    join_proc_cmdline(argv, joined_);
-  casefold(joined_, folded_);
+    join_fold_proc_cmdline(argv, folded_, joined_);
 }
 
 void Decider::act_on(const KillOutcome& outcome) {

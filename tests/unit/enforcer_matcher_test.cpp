@@ -108,6 +108,73 @@ TEST(Matcher, FirstStandaloneOccurrenceWinsAmongManyStrings) {
   EXPECT_EQ(m->banned(static_cast<size_t>(r.banned)), "zzz");
 }
 
+// Vectorscan looks for one eight-byte anchor per banned string and the matcher checks
+// the whole string around it; these exercise strings that share windows, are shorter
+// than or exactly one anchor long, and overlap.
+TEST(Matcher, StringsSharingWindowsAreEachFoundWhole) {
+  // All word characters: inside one another each is glued, so only itself stands alone.
+  std::vector<std::string> banned = {"poolexamplecom", "eupoolexamplecom", "poolexamplecom3333",
+                                     "xpoolexamplecom", "poolexam", "oolexampleco", "pool"};
+  auto m = build(banned);
+  ASSERT_TRUE(m);
+  for (const auto& s : banned) {
+    auto r = match(*m, "miner --url " + s + " -t 2");
+    ASSERT_TRUE(r.found()) << s;
+    EXPECT_EQ(m->banned(static_cast<size_t>(r.banned)), s);
+    EXPECT_EQ(r.offset, 12u) << s;
+    EXPECT_FALSE(match(*m, "miner --url z" + s + "z -t 2").found()) << s;
+  }
+  EXPECT_FALSE(match(*m, "miner --url poolexamplecomz").found());
+}
+
+TEST(Matcher, StringsAsLongAsOneAnchorOrShorter) {
+  auto m = build({"12345678", "abcdefghij", "xy"});
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(match(*m, "12345678").found());
+  EXPECT_TRUE(match(*m, "abcdefghij").found());
+  EXPECT_TRUE(match(*m, "xy").found());
+  EXPECT_FALSE(match(*m, "bcdefghij").found());  // part of the string: not a match
+  EXPECT_FALSE(match(*m, "abcdefghi").found());
+  EXPECT_FALSE(match(*m, "1234567").found());
+  EXPECT_FALSE(match(*m, "abcdefghijk").found());  // glued
+}
+
+// Against a naive scan: random strings over a tiny alphabet, so that banned strings share
+// windows and overlap each other in the text. The matcher must find an unglued
+// occurrence exactly when there is one, report one that is really there, and report one
+// that ends first.
+TEST(Matcher, AgreesWithANaiveScanOnOverlappingStrings) {
+  std::mt19937 rng(7);
+  auto random_string = [&](size_t min, size_t max) {
+    static constexpr char kChars[] = "ab-";
+    std::string s(min + rng() % (max - min + 1), 'a');
+    for (auto& c : s) c = kChars[rng() % 3];
+    return s;
+  };
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> banned;
+    for (int i = 0; i < 40; ++i) banned.push_back(random_string(1, 14));
+    auto m = build(banned);
+    ASSERT_TRUE(m);
+    for (int t = 0; t < 200; ++t) {
+      std::string text = random_string(0, 60);
+      size_t naive_end = std::string::npos;
+      for (size_t b = 0; b < m->banned_count(); ++b) {
+        const std::string& needle = m->banned(b);
+        for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+          if (!word_char_before(text, pos) && !word_char_at(text, pos + needle.size()))
+            naive_end = std::min(naive_end, pos + needle.size());
+      }
+      auto r = m->match(text);
+      ASSERT_EQ(r.found(), naive_end != std::string::npos) << text;
+      if (!r.found()) continue;
+      const std::string& got = m->banned(static_cast<size_t>(r.banned));
+      ASSERT_EQ(text.compare(r.offset, got.size(), got), 0) << text;
+      EXPECT_EQ(r.offset + got.size(), naive_end) << text;
+    }
+  }
+}
+
 TEST(Matcher, BannedStringWithPunctuationAtItsEdgesStillNeedsNonWordNeighbours) {
   auto m = build({"-x"});
   ASSERT_TRUE(m);

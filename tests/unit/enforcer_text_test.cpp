@@ -11,6 +11,7 @@ namespace cryptnono::enforcer {
 namespace {
 
 using namespace std::string_literals;
+using namespace std::string_view_literals;
 
 struct ShlexCase {
   const char* name;
@@ -86,6 +87,61 @@ TEST(JoinProcCmdline, TrailingNulEndsTheLastArgumentOnly) {
     std::string out;
     join_proc_cmdline(c.area, out);
     EXPECT_EQ(out, c.expected) << testing::PrintToString(c.area);
+  }
+}
+
+// join_fold_*: one pass for plain ASCII lines, join + casefold for the rest; either way
+// the bytes must be exactly casefold(join(...)).
+std::string join_then_fold(std::string_view filename, std::string_view area) {
+  std::string joined;
+  join_exec_cmdline(filename, area, joined);
+  return casefold(joined);
+}
+
+TEST(JoinFoldCmdline, TableMatchesJoinThenCasefold) {
+  const std::string areas[] = {
+      "python3\0-m\0IPyKernel_Launcher\0-f\0/tmp/Kernel-C9.json\0"s,  // the one-pass case
+      "a\0\0b\0"s, "a\0"s, "a"s, "a\0\0"s, "\0"s, ""s, "\0a\0"s, "a\0\0\0b"s,  // empty arguments
+      "sh\0-c\0ECHO 'Hi'\0"s,                                      // quoting
+      "x\0Stra\xc3\x9f" "e\0"s, "x\0\xc3\x89" "COLE\0"s, "x\0\xff\0"s,  // non-ASCII
+      "x\0A\x01" "B\0"s, "x\0{}\0"s, "x\0TAB\t\0"s,                      // unsafe ASCII
+      "x\0%@=_+,-./:09AZaz\0"s,                                        // every safe class
+  };
+  for (const auto& area : areas) {
+    for (std::string_view filename : {""sv, "/usr/bin/Env"sv, "/tmp/it's"sv, "/x/\xc3\x89"sv}) {
+      std::string out = "stale", scratch = "stale";
+      join_fold_exec_cmdline(filename, area, out, scratch);
+      EXPECT_EQ(out, join_then_fold(filename, area)) << testing::PrintToString(area) << " " << filename;
+    }
+    std::string out, scratch;
+    join_fold_proc_cmdline(area, out, scratch);
+    std::string joined;
+    join_proc_cmdline(area, joined);
+    EXPECT_EQ(out, casefold(joined)) << testing::PrintToString(area);
+  }
+}
+
+// The one-pass join works sixteen bytes at a time: every length around those edges, with
+// the byte that makes it give up (or an argument boundary) at every position.
+TEST(JoinFoldCmdline, EveryLengthAndPositionMatchesJoinThenCasefold) {
+  const char specials[] = {'\0', ' ', '\'', 'Q', '\x80', '~', 'z'};
+  for (size_t len = 1; len <= 50; ++len) {
+    for (size_t pos = 0; pos < len; ++pos) {
+      for (char special : specials) {
+        std::string area = "argv0";
+        area.push_back('\0');
+        for (size_t i = 0; i < len; ++i) area.push_back(static_cast<char>('A' + i % 26));
+        area[6 + pos] = special;
+        for (bool trailing : {false, true}) {
+          std::string a = trailing ? area + '\0' : area;
+          for (std::string_view filename : {""sv, "/bin/X"sv}) {
+            std::string out, scratch;
+            join_fold_exec_cmdline(filename, a, out, scratch);
+            ASSERT_EQ(out, join_then_fold(filename, a)) << testing::PrintToString(a) << " " << filename;
+          }
+        }
+      }
+    }
   }
 }
 

@@ -72,7 +72,8 @@ class Decider {
   Killer& killer_;
   bool dry_run_;
   Verdict verdict_;
-  // Reused across events so that the common path does not allocate.
+  // Reused across events so that the common path does not allocate. joined_ is only
+  // the scratch space of join_fold_exec_cmdline (text.h).
   std::string joined_;
   std::string folded_;
   std::string proc_argv_;

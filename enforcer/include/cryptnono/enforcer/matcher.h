@@ -1,8 +1,10 @@
-// The execwhacker matcher: every banned string in one Vectorscan literal database, every
-// allowed pattern an RE2 regex. Built off the event thread (compiling 100,000 strings
-// takes a while) and handed to the event thread, which alone calls match().
+// The execwhacker matcher: Vectorscan finds an eight-byte "anchor" of every banned string
+// (one literal database), the matcher checks the whole string and the word rule around
+// it; every allowed pattern is an RE2 regex. Built off the event thread (compiling
+// 100,000 strings takes a while) and handed to the event thread, which alone calls match().
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,13 +35,17 @@ class Matcher {
   // every allowed pattern with RE2 (case-insensitive, anchored at the start, as Python's
   // re.match). A pattern RE2 rejects is an error naming its file, line, key and index.
   static Result<std::unique_ptr<Matcher>> build(const ExecwhackerConfig& config);
+  // Bytes of a banned string that Vectorscan looks for (shorter strings: all of them).
+  static constexpr size_t kAnchorLength = 8;
   ~Matcher();
   Matcher(const Matcher&) = delete;
   Matcher& operator=(const Matcher&) = delete;
 
-  // `folded` must already be casefolded (casefold() in text.h). Finds the first banned
-  // string occurrence that is not glued to a word character on either side (checked per
-  // occurrence) and, when there is one, the first allowed pattern matching at the start.
+  // `folded` must already be casefolded (casefold() in text.h): matching is exact, byte
+  // for byte. Finds the banned string occurrence that ends first among those not glued to
+  // a word character on either side (checked per occurrence; between occurrences that end
+  // at the same byte, one of them) and, when there is one, the first allowed pattern
+  // matching at the start.
   // Not thread-safe: uses this matcher's Vectorscan scratch space.
   Match match(std::string_view folded);
 
@@ -64,8 +70,23 @@ class Matcher {
   struct ScratchDeleter {
     void operator()(hs_scratch* s) const;
   };
+  // A banned string whose anchor is a given Vectorscan literal, and where in the string
+  // that anchor starts.
+  struct Candidate {
+    uint32_t banned;
+    uint32_t anchor_offset;
+  };
+  struct ScanState;
+  static int on_anchor(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void* context);
+  // Picks the anchors and fills candidates_ / group_begin_; returns the literal of each
+  // group (a view into banned_).
+  std::vector<std::string_view> choose_anchors();
 
   std::vector<std::string> banned_;
+  // Candidates grouped by the Vectorscan literal (id) they are found by: those of literal
+  // g are candidates_[group_begin_[g] .. group_begin_[g + 1]). Most groups hold one.
+  std::vector<Candidate> candidates_;
+  std::vector<uint32_t> group_begin_;
   std::vector<std::string> allowed_source_;
   std::vector<std::unique_ptr<RE2>> allowed_;
   std::unique_ptr<RE2::Set> allowed_set_;  // all patterns in one DFA: "does any match?"

@@ -45,10 +45,20 @@ void join_exec_cmdline(std::string_view filename, std::string_view argv, std::st
 // The command line of a /proc sweep: shlex.join of argv as /proc/<pid>/cmdline shows it.
 void join_proc_cmdline(std::string_view argv, std::string& out);
 
+// casefold(join_exec_cmdline(...)) / casefold(join_proc_cmdline(...)) in one step, into
+// `out`. While every byte is ASCII and no argument needs quoting (most command lines,
+// throughout) this is one vectorised pass over the bytes; from the first argument that
+// does, the remaining arguments are joined into `scratch` (overwritten) and casefolded
+// from there. Both strings keep their capacity across calls.
+void join_fold_exec_cmdline(std::string_view filename, std::string_view argv, std::string& out, std::string& scratch);
+void join_fold_proc_cmdline(std::string_view argv, std::string& out, std::string& scratch);
+
 // Python's str.casefold() on the UTF-8 decoding of `in`, re-encoded; bytes that are not
 // valid UTF-8 are copied unchanged. ASCII-only input takes a fast path. `out` is overwritten.
 void casefold(std::string_view in, std::string& out);
 std::string casefold(std::string_view in);
+// casefold() appended to `out`.
+void casefold_append(std::string_view in, std::string& out);
 
 // True when the code point that ends just before byte `pos` (word_char_before) or starts
 // at byte `pos` (word_char_at) is a word character as Python's \w on str sees it: ASCII
