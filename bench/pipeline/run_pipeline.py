@@ -281,6 +281,28 @@ class Bench:
                     for killer in ("floor", "pipeline"):
                         self.latency_scenario(killer, storm, variant, a.victims, rnd)
 
+    def paced_bpf_cost(self, consumer, prog_prefix, seconds):
+        """BPF run time per exec of the programs named prog_prefix* at 200 execs/s, twice:
+        with `consumer` (the process reading their ring buffer) running, so every record
+        wakes it, and with it stopped (SIGSTOP), so none does."""
+        for mode in ("wakeup", "no-wakeup"):
+            if mode == "no-wakeup":
+                os.kill(consumer.pid, signal.SIGSTOP)
+            bpf0 = {r["id"]: r for r in self.bpf_prog_stats(prog_prefix)}
+            st = self.storm(seconds=seconds, workers=1, rate=200)
+            st.p.wait()
+            st.stop()
+            bpf1 = {r["id"]: r for r in self.bpf_prog_stats(prog_prefix)}
+            if mode == "no-wakeup":
+                os.kill(consumer.pid, signal.SIGCONT)
+            for prog_id, r in bpf1.items():
+                r0 = bpf0.get(prog_id, {"run_time_ns": 0, "run_cnt": 0})
+                cnt = r["run_cnt"] - r0["run_cnt"]
+                if cnt > 0:
+                    append_jsonl(os.path.join(self.out, "cost.jsonl"),
+                                 {"what": "bpf-paced", "mode": mode, "name": r["name"], "runs": cnt,
+                                  "ns_per_run": (r["run_time_ns"] - r0["run_time_ns"]) / cnt, "loadavg": loadavg()})
+
     # --- part 3 ----------------------------------------------------------------------
     def metrics(self):
         try:
@@ -385,45 +407,13 @@ class Bench:
             # difference is what the wake-up costs inside the program.
             procs = self.start_pipeline(self.args.agent_variant)
             time.sleep(1.0)
-            for mode in ("wakeup", "no-wakeup"):
-                if mode == "no-wakeup":
-                    os.kill(procs[0].pid, signal.SIGSTOP)
-                bpf0 = {r["id"]: r for r in self.bpf_prog_stats("exec_")}
-                st = self.storm(seconds=seconds, workers=1, rate=200)
-                st.p.wait()
-                st.stop()
-                bpf1 = {r["id"]: r for r in self.bpf_prog_stats("exec_")}
-                if mode == "no-wakeup":
-                    os.kill(procs[0].pid, signal.SIGCONT)
-                for pid_, r in bpf1.items():
-                    r0 = bpf0.get(pid_, {"run_time_ns": 0, "run_cnt": 0})
-                    cnt = r["run_cnt"] - r0["run_cnt"]
-                    if cnt > 0:
-                        append_jsonl(os.path.join(self.out, "cost.jsonl"),
-                                     {"what": "bpf-paced", "mode": mode, "name": r["name"], "runs": cnt,
-                                      "ns_per_run": (r["run_time_ns"] - r0["run_time_ns"]) / cnt, "loadavg": loadavg()})
+            self.paced_bpf_cost(procs[0], "exec_", seconds)
             time.sleep(1.0)
             for p in reversed(procs):
                 p.stop()
             # The same for the floor's minimal program: what any exec probe costs here.
             procs = self.start_floor("plain")
-            for mode in ("wakeup", "no-wakeup"):
-                if mode == "no-wakeup":
-                    os.kill(procs[0].pid, signal.SIGSTOP)
-                bpf0 = {r["id"]: r for r in self.bpf_prog_stats("floor_")}
-                st = self.storm(seconds=seconds, workers=1, rate=200)
-                st.p.wait()
-                st.stop()
-                bpf1 = {r["id"]: r for r in self.bpf_prog_stats("floor_")}
-                if mode == "no-wakeup":
-                    os.kill(procs[0].pid, signal.SIGCONT)
-                for pid_, r in bpf1.items():
-                    r0 = bpf0.get(pid_, {"run_time_ns": 0, "run_cnt": 0})
-                    cnt = r["run_cnt"] - r0["run_cnt"]
-                    if cnt > 0:
-                        append_jsonl(os.path.join(self.out, "cost.jsonl"),
-                                     {"what": "bpf-paced", "mode": mode, "name": r["name"], "runs": cnt,
-                                      "ns_per_run": (r["run_time_ns"] - r0["run_time_ns"]) / cnt, "loadavg": loadavg()})
+            self.paced_bpf_cost(procs[0], "floor_", seconds)
             for p in procs:
                 p.stop()
         finally:

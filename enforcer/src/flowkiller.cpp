@@ -53,17 +53,7 @@ void FlowkillerDetector::set_banned(std::shared_ptr<const BannedSet> banned) {
 bool FlowkillerDetector::read(schema::Envelope::Body::Reader body) {
   if (!body.isConnect()) return false;
   event_ = body.getConnect();
-  Identity id;
-  id.pid = event_.getPid();
-  id.tgid = event_.getTgid();
-  id.ppid = event_.getPpid();
-  id.uid = event_.getUid();
-  id.start_boot_ns = event_.getStartBootNs();
-  id.comm = event_.getComm();
-  id.cgroup_id = event_.getCgroupId();
-  id.cgroup_name = event_.getCgroupName();
-  id.cpu = event_.getCpu();
-  id_ = id;
+  id_ = Identity::of(event_);
   auto dest = event_.getDestination();
   destination_bytes_ = dest.size();
   destination_ = address_from_bytes(dest.begin(), dest.size());

@@ -17,17 +17,7 @@ std::string MoneroDetector::describe() const {
 bool MoneroDetector::read(schema::Envelope::Body::Reader body) {
   if (!body.isFpu()) return false;
   event_ = body.getFpu();
-  Identity id;
-  id.pid = event_.getPid();
-  id.tgid = event_.getTgid();
-  id.ppid = event_.getPpid();
-  id.uid = event_.getUid();
-  id.start_boot_ns = event_.getStartBootNs();
-  id.comm = event_.getComm();
-  id.cgroup_id = event_.getCgroupId();
-  id.cgroup_name = event_.getCgroupName();
-  id.cpu = event_.getCpu();
-  id_ = id;
+  id_ = Identity::of(event_);
   count_ = event_.getCount();
   threshold_ = event_.getThreshold();
   mxcsr_ = event_.getMxcsr();

@@ -72,6 +72,22 @@ struct Identity {
 
   // The process to open: the thread group (a kill ends every thread).
   pid_t process() const { return static_cast<pid_t>(tgid != 0 ? tgid : pid); }
+
+  // From any event reader that names these fields as FpuEvent and ConnectEvent do.
+  template <typename Reader>
+  static Identity of(const Reader& event) {
+    Identity id;
+    id.pid = event.getPid();
+    id.tgid = event.getTgid();
+    id.ppid = event.getPpid();
+    id.uid = event.getUid();
+    id.start_boot_ns = event.getStartBootNs();
+    id.comm = event.getComm();
+    id.cgroup_id = event.getCgroupId();
+    id.cgroup_name = event.getCgroupName();
+    id.cpu = event.getCpu();
+    return id;
+  }
 };
 
 // Writes the identity (pid = the process, i.e. tgid) and, when `argv` is non-null, the
