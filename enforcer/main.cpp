@@ -134,11 +134,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 60.0))
       ->capture_default_str();
   add_curve_options(app, config.curve);
-  app.add_option("--rt-priority", config.rt_priority,
-                 "Run every thread SCHED_FIFO at this priority (1..99; needs CAP_SYS_NICE); 0: the default policy. "
-                 "Config reloads still compile in the normal policy")
-      ->capture_default_str();
-  app.add_option("--cpus", config.cpus, "Pin every thread to these CPUs (a list like 1 or 0-1,3); empty: anywhere");
+  add_scheduling_options(app, config.rt_priority, config.cpus, "Config reloads still compile in the normal policy");
   app.add_flag("--check", config.check, "Load and compile the configs, print one line and exit");
   CLI11_PARSE(app, argc, argv);
   auto security = config.curve.load();

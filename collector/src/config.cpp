@@ -34,10 +34,7 @@ void add_options(CLI::App& app, Config& c) {
       ->capture_default_str();
   add_publisher_options(app, c.also_bind, c.send_hwm);
   add_curve_options(app, c.curve);
-  app.add_option("--rt-priority", c.rt_priority,
-                 "run every thread SCHED_FIFO at this priority (1..99; needs CAP_SYS_NICE); 0: the default policy")
-      ->capture_default_str();
-  app.add_option("--cpus", c.cpus, "pin every thread to these CPUs (a list like 1 or 0-1,3); empty: anywhere");
+  add_scheduling_options(app, c.rt_priority, c.cpus);
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--check", c.check, "validate the flags, print one line and exit");
 }

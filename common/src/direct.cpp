@@ -8,15 +8,14 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
+
+#include "cryptnono/transport.h"
 
 namespace cryptnono {
 
 std::string direct_path_for(const std::string& endpoint) {
-  static constexpr std::string_view kIpc = "ipc://";
-  if (endpoint.rfind(kIpc, 0) != 0) return {};
-  std::string path = endpoint.substr(kIpc.size());
-  if (path.empty() || path[0] == '@' || path.find('*') != std::string::npos) return {};
+  std::string path = ipc_socket_path(endpoint);
+  if (path.empty() || path.find('*') != std::string::npos) return {};  // "ipc://*": no fixed name
   static constexpr std::string_view kSock = ".sock";
   if (path.size() > kSock.size() && path.compare(path.size() - kSock.size(), kSock.size(), kSock) == 0)
     path.resize(path.size() - kSock.size());
@@ -30,13 +29,7 @@ Result<std::unique_ptr<DirectServer>> DirectServer::listen(const std::string& pa
                 std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
   std::unique_ptr<DirectServer> server(new DirectServer());
   server->path_ = path;
-  std::error_code ec;
-  auto dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return fail("cannot create socket directory " + dir.string() + ": " + ec.message());
-    chmod(dir.c_str(), 0700);
-  }
+  if (auto ok = prepare_socket_directory(path); !ok) return tl::unexpected(ok.error());
   server->listen_fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (server->listen_fd_ < 0) return fail(std::string("direct socket: ") + std::strerror(errno));
   addr.sun_family = AF_UNIX;

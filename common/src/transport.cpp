@@ -31,8 +31,8 @@ std::string random_hex(size_t bytes) {
   return out;
 }
 
-// The file system path of an ipc:// endpoint; empty for other transports and for
-// abstract-namespace sockets ("ipc://@name"), which have no file.
+}  // namespace
+
 std::string ipc_socket_path(const std::string& endpoint) {
   static constexpr std::string_view kIpc = "ipc://";
   if (endpoint.rfind(kIpc, 0) != 0) return {};
@@ -40,8 +40,6 @@ std::string ipc_socket_path(const std::string& endpoint) {
   if (path.empty() || path[0] == '@') return {};
   return path;
 }
-
-}  // namespace
 
 capnp::ReaderOptions wire_reader_options() {
   capnp::ReaderOptions options;
@@ -51,11 +49,13 @@ capnp::ReaderOptions wire_reader_options() {
 }
 
 Result<void> prepare_endpoint(const std::string& endpoint) {
-  static constexpr std::string_view kIpc = "ipc://";
-  if (endpoint.rfind(kIpc, 0) != 0) return {};
-  std::filesystem::path path(endpoint.substr(kIpc.size()));
-  if (path.empty() || path.string()[0] == '@') return {};  // abstract namespace: no directory
-  auto dir = path.parent_path();
+  std::string path = ipc_socket_path(endpoint);
+  if (path.empty()) return {};  // not ipc, or the abstract namespace: no directory
+  return prepare_socket_directory(path);
+}
+
+Result<void> prepare_socket_directory(const std::string& socket_path) {
+  auto dir = std::filesystem::path(socket_path).parent_path();
   if (dir.empty()) return {};
   std::error_code ec;
   if (!std::filesystem::exists(dir, ec)) {
@@ -377,17 +377,17 @@ int Subscriber::receive_direct(Received& out) {
 }
 
 Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
-  zmq::pollitem_t items[3] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                              {nullptr, direct_fd_, ZMQ_POLLIN, 0},
-                              {nullptr, extra_fd, ZMQ_POLLIN, 0}};
-  // Unused slots (fd -1) are skipped by moving the extra fd down.
-  int n = 1;
-  if (direct_fd_ >= 0) ++n;
+  // The ZeroMQ socket, then the direct socket and the extra fd when there are.
+  zmq::pollitem_t items[3];
+  int n = 0;
+  items[n++] = {socket_.handle(), 0, ZMQ_POLLIN, 0};
+  const int direct = direct_fd_ >= 0 ? n : -1;
+  if (direct >= 0) items[n++] = {nullptr, direct_fd_, ZMQ_POLLIN, 0};
   if (extra_fd >= 0) items[n++] = {nullptr, extra_fd, ZMQ_POLLIN, 0};
   int rc = zmq::poll(items, n, std::chrono::milliseconds(timeout_ms));
   if (rc <= 0) return Wait::kTimeout;
   if (items[0].revents & ZMQ_POLLIN) return Wait::kMessage;
-  if (direct_fd_ >= 0 && (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return Wait::kMessage;
+  if (direct >= 0 && (items[direct].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return Wait::kMessage;
   return Wait::kFd;
 }
 

@@ -1,5 +1,5 @@
-// The transport flags (CurveZMQ, extra endpoints, queue bound), in one place so they read
-// the same in every binary.
+// The flags shared by several binaries (CurveZMQ, extra endpoints, queue bound, opt-in
+// scheduling), in one place so they read the same in every binary.
 #pragma once
 
 #include <string>
@@ -32,6 +32,16 @@ inline void add_publisher_options(CLI::App& app, std::vector<std::string>& also_
                  "sequence gap)")
       ->check(CLI::Range(100, 10'000'000))
       ->capture_default_str();
+}
+
+// --rt-priority and --cpus (cryptnono/sched.h), for the collector and the enforcer.
+// `note`: what this program adds to the --rt-priority help ("" for nothing).
+inline void add_scheduling_options(CLI::App& app, int& rt_priority, std::string& cpus, const std::string& note = "") {
+  app.add_option("--rt-priority", rt_priority,
+                 "Run every thread SCHED_FIFO at this priority (1..99; needs CAP_SYS_NICE); 0: the default policy" +
+                     (note.empty() ? "" : ". " + note))
+      ->capture_default_str();
+  app.add_option("--cpus", cpus, "Pin every thread to these CPUs (a list like 1 or 0-1,3); empty: anywhere");
 }
 
 }  // namespace cryptnono

@@ -39,6 +39,11 @@ inline constexpr std::string_view kConnect = "connect";  // tcp connect probe (C
 // Creates the directory of an ipc:// endpoint (mode 0700 when it has to be made) so the
 // socket file can be bound. A no-op for other transports.
 Result<void> prepare_endpoint(const std::string& endpoint);
+// The same for the directory of a unix socket file (also used by the direct path).
+Result<void> prepare_socket_directory(const std::string& socket_path);
+// The file system path of an ipc:// endpoint; empty for other transports and for
+// abstract-namespace sockets ("ipc://@name"), which have no file.
+std::string ipc_socket_path(const std::string& endpoint);
 
 class Publisher {
  public:
