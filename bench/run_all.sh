@@ -32,7 +32,7 @@ py=/usr/bin/python3  # Debian's python3 (python3-ahocorasick is installed for it
 
 if ((do_build)); then
   cmake --build "$build" -j2 --target matcher_bench cryptnono-enforcer cryptnono-collector cryptnono-exporter \
-    floor_consumer cnb-victim exec_latency exec_storm pipeline_tap kill_path hop_bench >&2
+    floor_consumer cnb-victim cnb-exit0 exec_latency exec_storm pipeline_tap kill_path hop_bench >&2
 fi
 if [[ ",$parts," == *,1,* ]] && ! "$py" -c "import ahocorasick" 2>/dev/null; then
   echo "$0: $py cannot import ahocorasick: install python3-ahocorasick (scripts/install-deps.sh)" >&2

@@ -121,6 +121,12 @@ int main(int argc, char** argv) {
                         ->capture_default_str();
   app.add_flag("--dry-run", config.dry_run, "Decide and publish would-kill decisions, but kill nothing");
   app.add_option("--node", config.node, "Node name (default: $NODE_NAME, else the hostname)");
+  app.add_option("--no-match-batch-ms", config.no_match_batch_ms,
+                 "Publish no-match decisions (benign processes) in batches, at most this many ms after their event, "
+                 "to spare every stage a wake-up per benign exec; other decisions go out at once (0: every decision "
+                 "at once)")
+      ->check(CLI::Range(0u, 1000u))
+      ->capture_default_str();
   app.add_option("--stats-interval", config.stats_interval_seconds, "Seconds between stats messages")
       ->check(CLI::Range(0.01, 86400.0))
       ->capture_default_str();
@@ -247,6 +253,7 @@ int main(int argc, char** argv) {
   options.node = config.node.empty() ? node_name() : config.node;
   options.dry_run = config.dry_run;
   options.stats_interval_ms = static_cast<uint32_t>(config.stats_interval_seconds * 1000.0);
+  options.no_match_batch_ms = config.no_match_batch_ms;
   options.also_bind = config.also_bind;
   options.send_hwm = config.send_hwm;
   options.security = std::move(*security);

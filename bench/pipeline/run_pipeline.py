@@ -120,6 +120,9 @@ class Bench:
         with open(self.token_file, "w") as f:
             f.write(self.token + "\n")
         self.seq = 0
+        # What the storms exec: by default the static exit-only program (the machine's
+        # highest exec rate); --storm-exe /bin/true gives the earlier, dynamically linked storm.
+        self.storm_exe = args.storm_exe or os.path.join(self.bb, "cnb-exit0")
 
     def ep(self, name):
         return f"ipc://{self.tmp}/{name}.sock"
@@ -149,7 +152,7 @@ class Bench:
         cmd = self.prefix(variant) + [os.path.join(self.bb, "floor_consumer"), "--marker", "cnb-victim"]
         return [Proc(self.fresh("floor"), cmd, self.tmp, ready=r"ready")]
 
-    def start_pipeline(self, variant, exporter=False, tap_exec=False):
+    def start_pipeline(self, variant, exporter=False, tap_exec=False, tap=True):
         chrt = [] if variant == "flags" else self.prefix(variant)
         direct = ["--direct", "off"] if "zmq" in variant else []
         if variant == "flags":
@@ -170,14 +173,15 @@ class Bench:
             procs.append(Proc(self.fresh("exporter"), [os.path.join(self.bin, "cryptnono-exporter"), "--connect", enf_ep,
                                                        "--connect", col_ep, "--metrics-address",
                                                        f"127.0.0.1:{self.metrics_port}"], self.tmp))
-        procs.append(Proc(self.fresh("tap"), [os.path.join(self.bb, "pipeline_tap"), "--connect", enf_ep, "--connect",
-                                              col_ep, "--topic", "decision", "--topic", "stats"]
-                          + (["--topic", "exec"] if tap_exec else []), self.tmp, ready=r"ready"))
+        if tap:
+            procs.append(Proc(self.fresh("tap"), [os.path.join(self.bb, "pipeline_tap"), "--connect", enf_ep, "--connect",
+                                                  col_ep, "--topic", "decision", "--topic", "stats"]
+                              + (["--topic", "exec"] if tap_exec else []), self.tmp, ready=r"ready"))
         return procs
 
     def storm(self, seconds=0, workers=2, rate=0):
         return Proc(self.fresh("storm"), [os.path.join(self.bb, "exec_storm"), "--workers", str(workers), "--seconds",
-                                          str(seconds), "--rate", str(rate)], self.tmp)
+                                          str(seconds), "--rate", str(rate), "--exe", self.storm_exe], self.tmp)
 
     # --- part 2 ----------------------------------------------------------------------
     def latency_scenario(self, killer, storm, variant, victims, rnd):
@@ -370,8 +374,9 @@ class Bench:
                 append_jsonl(os.path.join(self.out, "cost.jsonl"),
                              {"what": "storm", "agent": False, "rep": rep, "rate": base["rate"], "execs": base["execs"],
                               "seconds": base["seconds"], "loadavg": loadavg()})
-                # With the agent (collector, enforcer with the big list, exporter).
-                procs = self.start_pipeline(self.args.agent_variant, exporter=True)
+                # With the agent (collector, enforcer with the big list, exporter) and nothing
+                # else: the bench's decision tap would be a fourth subscriber to pay for.
+                procs = self.start_pipeline(self.args.agent_variant, exporter=True, tap=False)
                 time.sleep(1.0)
                 names = [p.name.split("-")[0] for p in procs]
                 cpu0 = [p.cpu_s() for p in procs]
@@ -433,6 +438,7 @@ def main():
                     help="variants for part 2: scheduling (plain, rt, pin, pin+rt from outside; flags: pin + "
                          "SCHED_FIFO through the programs' own --cpus/--rt-priority) and zmq (plain, direct path off)")
     ap.add_argument("--agent-variant", default="plain", help="scheduling of the agent in parts 3 and 4")
+    ap.add_argument("--storm-exe", default="", help="program the exec storms start (default: BUILD/bench/cnb-exit0)")
     ap.add_argument("--throughput-s", type=int, default=60)
     ap.add_argument("--cost-s", type=int, default=10)
     ap.add_argument("--cost-reps", type=int, default=3)

@@ -191,4 +191,41 @@ bool DuplicateFilter::first_copy(std::string_view publisher_id, std::string_view
   return true;
 }
 
+TwoPathJudge::Verdict TwoPathJudge::judge(std::string_view publisher_id, std::string_view topic, uint64_t sequence,
+                                           bool direct) {
+  Verdict v;
+  if (direct == direct_primary_) {
+    auto seen = tracker_.observe(publisher_id, topic, sequence);
+    v.lost = seen.lost;
+    v.new_publisher = seen.new_publisher;
+  }
+  if (direct && !direct_primary_) {
+    bool continues = run_first_ != 0 && sequence == run_last_ + 1 && publisher_id == run_publisher_ && topic == run_topic_;
+    if (!continues) {  // the first direct copy, or the run broke (a full socket buffer dropped one)
+      run_publisher_.assign(publisher_id);
+      run_topic_.assign(topic);
+      run_first_ = sequence;
+    }
+    run_last_ = sequence;
+  }
+  v.handle = duplicates_.first_copy(publisher_id, topic, sequence);
+  if (direct_alone_ && !direct_primary_ && run_first_ != 0) {
+    // ZeroMQ has delivered everything up to the run's start: from here the run covers it all.
+    uint64_t zmq_last = tracker_.last(run_publisher_, run_topic_);
+    if (zmq_last != 0 && zmq_last + 1 >= run_first_) {
+      tracker_.advance(run_publisher_, run_topic_, run_last_);
+      direct_primary_ = true;
+      v.direct_now_primary = true;
+    }
+  }
+  return v;
+}
+
+bool TwoPathJudge::direct_lost() {
+  bool was = direct_primary_;
+  direct_primary_ = false;
+  run_first_ = run_last_ = 0;
+  return was;
+}
+
 }  // namespace cryptnono

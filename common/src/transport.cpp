@@ -190,13 +190,35 @@ schema::Envelope::Builder Publisher::begin(capnp::MessageBuilder& message, std::
   return envelope;
 }
 
-bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message) {
+zmq::message_t Publisher::serialize(capnp::MessageBuilder& message) {
   // One allocation (the ZeroMQ frame) per message: the serialized size is known up front,
   // so the message is written straight into the frame.
   size_t words = capnp::computeSerializedSizeInWords(message);
   zmq::message_t payload(words * sizeof(capnp::word));
   kj::ArrayOutputStream out(kj::arrayPtr(static_cast<kj::byte*>(payload.data()), payload.size()));
   capnp::writeMessage(out, message);
+  return payload;
+}
+
+bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message) {
+  if (!held_.empty()) flush();
+  zmq::message_t payload = serialize(message);
+  return send_frames(topic, payload);
+}
+
+void Publisher::send_later(std::string_view topic, capnp::MessageBuilder& message) {
+  held_.emplace_back(std::string(topic), serialize(message));
+  if (held_.size() >= kMaxHeld) flush();
+}
+
+size_t Publisher::flush() {
+  size_t failed = 0;
+  for (auto& [topic, payload] : held_) failed += send_frames(topic, payload) ? 0 : 1;
+  held_.clear();
+  return failed;
+}
+
+bool Publisher::send_frames(std::string_view topic, zmq::message_t& payload) {
   // The direct path first: it is the one a waiting enforcer reads.
   if (direct_) direct_->send(topic, payload.data(), payload.size());
   try {
@@ -289,6 +311,10 @@ Result<std::unique_ptr<Subscriber>> Subscriber::connect(zmq::context_t& ctx, con
 
 void Subscriber::subscribe(std::string_view topic) {
   socket_.set(zmq::sockopt::subscribe, std::string(topic));
+}
+
+void Subscriber::unsubscribe(std::string_view topic) {
+  socket_.set(zmq::sockopt::unsubscribe, std::string(topic));
 }
 
 Subscriber::~Subscriber() { close_direct(); }
@@ -421,12 +447,29 @@ bool Subscriber::try_receive(Received& out) {
   }
 }
 
-SequenceTracker::Observation SequenceTracker::observe(std::string_view publisher_id, std::string_view topic,
-                                                      uint64_t sequence) {
+namespace {
+std::string stream_key(std::string_view publisher_id, std::string_view topic) {
   std::string key;
   key.reserve(publisher_id.size() + topic.size() + 1);
   key.append(publisher_id).push_back('\n');
   key.append(topic);
+  return key;
+}
+}  // namespace
+
+uint64_t SequenceTracker::last(std::string_view publisher_id, std::string_view topic) const {
+  auto it = last_.find(stream_key(publisher_id, topic));
+  return it == last_.end() ? 0 : it->second;
+}
+
+void SequenceTracker::advance(std::string_view publisher_id, std::string_view topic, uint64_t sequence) {
+  auto it = last_.find(stream_key(publisher_id, topic));
+  if (it != last_.end() && sequence > it->second) it->second = sequence;
+}
+
+SequenceTracker::Observation SequenceTracker::observe(std::string_view publisher_id, std::string_view topic,
+                                                      uint64_t sequence) {
+  std::string key = stream_key(publisher_id, topic);
   Observation obs;
   auto it = last_.find(key);
   if (it == last_.end()) {

@@ -28,6 +28,7 @@ Enforcer::Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> det
                    std::shared_ptr<spdlog::logger> log)
     : options_(options),
       log_(std::move(log)),
+      paths_(options.connect.size() == 1),
       detector_(std::move(detector)),
       first_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)) {
   std::memset(first_segment_.begin(), 0, first_segment_.size() * sizeof(capnp::word));
@@ -86,7 +87,9 @@ Result<void> Enforcer::setup_fds() {
   spec.it_value = spec.it_interval;
   if (timerfd_settime(timer_.get(), 0, &spec, nullptr) != 0)
     return fail(std::string("timerfd_settime: ") + std::strerror(errno));
-  for (int fd : {wake_.get(), timer_.get()}) {
+  batch_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!batch_timer_) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  for (int fd : {wake_.get(), timer_.get(), batch_timer_.get()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -107,6 +110,7 @@ void Enforcer::subscribe_events() {
 void Enforcer::maintain_direct() {
   if (subscriber_->direct_losses() != direct_losses_seen_) {
     direct_losses_seen_ = subscriber_->direct_losses();
+    if (paths_.direct_lost()) subscriber_->subscribe(detector_->topic());
     log_->warn("direct path {} lost: events keep coming over ZeroMQ; reconnecting", options_.direct);
   }
   if (subscriber_->maintain_direct() == "connected") log_->info("direct path connected ({})", options_.direct);
@@ -216,10 +220,14 @@ void Enforcer::handle(Received& received) {
   try {
     auto env = *envelope;
     std::string_view publisher(env.getPublisherId().cStr(), env.getPublisherId().size());
-    // Gaps and restarts are judged on the ZeroMQ path alone: it carries every message in
-    // order, while the direct path may skip some (a full socket buffer).
-    auto seen = received.direct() ? SequenceTracker::Observation{}
-                                  : tracker_.observe(publisher, received.topic(), env.getSequence());
+    // Gaps and restarts are judged on the primary path (ZeroMQ, or the direct path once it
+    // carries the events alone), which delivers its messages in order.
+    auto seen = paths_.judge(publisher, received.topic(), env.getSequence(), received.direct());
+    if (seen.direct_now_primary) {
+      subscriber_->unsubscribe(detector_->topic());
+      log_->info("direct path {} carries the {} events alone now (ZeroMQ subscription dropped until it goes down)",
+                 options_.direct, detector_->topic());
+    }
     if (seen.lost > 0) counters_.events_lost.fetch_add(seen.lost, std::memory_order_relaxed);
     if (seen.new_publisher) {
       std::string id = text_string(env.getPublisherId());
@@ -230,7 +238,7 @@ void Enforcer::handle(Received& received) {
       }
       upstream_publisher_ = std::move(id);
     }
-    if (!duplicates_.first_copy(publisher, received.topic(), env.getSequence())) {
+    if (!seen.handle) {
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -255,7 +263,18 @@ void Enforcer::publish_decision(uint64_t received_boot_ns) {
   detector_->fill(d);
   d.setReceivedBootNs(received_boot_ns);
   d.setConfigGeneration(serving_generation_);
-  if (!publisher_->send(topic::kDecision, message)) counters_.send_drops.fetch_add(1, std::memory_order_relaxed);
+  if (d.getAction() == schema::Action::NO_MATCH && options_.no_match_batch_ms > 0) {
+    publisher_->send_later(topic::kDecision, message);
+    if (publisher_->held() == 1) {  // the first of a batch: it goes out no_match_batch_ms from now
+      itimerspec once{};
+      once.it_value.tv_sec = options_.no_match_batch_ms / 1000;
+      once.it_value.tv_nsec = static_cast<long>(options_.no_match_batch_ms % 1000) * 1'000'000;
+      (void)timerfd_settime(batch_timer_.get(), 0, &once, nullptr);
+    }
+  } else {
+    (void)publisher_->send(topic::kDecision, message);  // also sends the held ones first
+  }
+  counters_.send_drops.store(publisher_->dropped(), std::memory_order_relaxed);
 }
 
 void Enforcer::publish_stats() {
@@ -270,7 +289,8 @@ void Enforcer::publish_stats() {
     list[i].setName(values[i].first);
     list[i].setValue(values[i].second);
   }
-  if (!publisher_->send(topic::kStats, message)) counters_.send_drops.fetch_add(1, std::memory_order_relaxed);
+  (void)publisher_->send(topic::kStats, message);  // held decisions first: the counters cover them
+  counters_.send_drops.store(publisher_->dropped(), std::memory_order_relaxed);
 }
 
 bool Enforcer::handle_control(int stop_fd, bool block) {
@@ -286,6 +306,11 @@ bool Enforcer::handle_control(int stop_fd, bool block) {
       (void)!::read(fd, &expirations, sizeof expirations);
       counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
       publish_stats();
+    } else if (fd == batch_timer_.get()) {
+      uint64_t expirations = 0;
+      (void)!::read(fd, &expirations, sizeof expirations);
+      (void)publisher_->flush();
+      counters_.send_drops.store(publisher_->dropped(), std::memory_order_relaxed);
     } else if (fd == stop_fd) {
       // A signalfd: consume the signal so it is not left pending. Any other fd: readable
       // means stop.

@@ -94,6 +94,10 @@ class FaultTest(unittest.TestCase):
         log = p.log("enforcer")
         self.assertRegex(log, r"direct path \S+ lost: events keep coming over ZeroMQ")
         self.assertGreaterEqual(log.count("direct path connected"), 2, log)
+        # ... and took the exec events alone again once it had caught up.
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+                 p.log("enforcer").count("carries the exec events alone now") >= 2, 10,
+                 "the direct path to take the exec events alone again")
 
     def test_exporter_down_blocks_nothing_upstream_and_grows_nothing(self):
         p = self.pipeline

@@ -280,5 +280,130 @@ TEST(DuplicateFilter, BoundsTheNumberOfStreams) {
   EXPECT_TRUE(f.first_copy("pub-0", "exec", 1));
 }
 
+// --- TwoPathJudge: which copy to handle, gaps, and the hand-over to the direct path -----
+
+TEST(TwoPathJudge, ZeroMqAloneCountsGapsAndHandlesEveryFirstCopy) {
+  TwoPathJudge j(true);
+  auto v = j.judge("pub-a", "exec", 1, false);
+  EXPECT_TRUE(v.handle);
+  EXPECT_TRUE(v.new_publisher);
+  EXPECT_EQ(j.judge("pub-a", "exec", 2, false).lost, 0u);
+  v = j.judge("pub-a", "exec", 5, false);
+  EXPECT_TRUE(v.handle);
+  EXPECT_EQ(v.lost, 2u);
+  EXPECT_FALSE(v.direct_now_primary);
+  EXPECT_FALSE(j.direct_primary());
+  EXPECT_EQ(j.total_lost(), 2u);
+}
+
+TEST(TwoPathJudge, DirectTakesOverOnceZeroMqReachedTheStartOfItsRun) {
+  TwoPathJudge j(true);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 1, false).handle);
+  // The direct path connects and its first copy (5) is ahead of ZeroMQ (at 1): 2..4 can
+  // still only come over ZeroMQ, so no hand-over yet.
+  auto v = j.judge("pub-a", "exec", 5, true);
+  EXPECT_TRUE(v.handle);
+  EXPECT_FALSE(v.direct_now_primary);
+  EXPECT_EQ(v.lost, 0u);  // direct copies are not the primary path's: no gap judged on them
+  EXPECT_TRUE(j.judge("pub-a", "exec", 6, true).handle);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 2, false).handle);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 3, false).handle);
+  EXPECT_FALSE(j.direct_primary());
+  v = j.judge("pub-a", "exec", 4, false);  // ZeroMQ reaches the run's start: nothing is missing
+  EXPECT_TRUE(v.handle);
+  EXPECT_TRUE(v.direct_now_primary);
+  EXPECT_TRUE(j.direct_primary());
+  // ZeroMQ copies still in flight are second copies; the direct path goes on without a gap.
+  EXPECT_FALSE(j.judge("pub-a", "exec", 5, false).handle);
+  EXPECT_FALSE(j.judge("pub-a", "exec", 6, false).handle);
+  v = j.judge("pub-a", "exec", 7, true);
+  EXPECT_TRUE(v.handle);
+  EXPECT_EQ(v.lost, 0u);
+  EXPECT_FALSE(v.direct_now_primary);  // said once
+  // From now a datagram the direct path drops is a counted loss.
+  v = j.judge("pub-a", "exec", 10, true);
+  EXPECT_EQ(v.lost, 2u);
+  EXPECT_EQ(j.total_lost(), 2u);
+}
+
+TEST(TwoPathJudge, ABrokenDirectRunRestartsTheWait) {
+  TwoPathJudge j(true);
+  j.judge("pub-a", "exec", 1, false);
+  j.judge("pub-a", "exec", 3, true);
+  j.judge("pub-a", "exec", 5, true);  // 4 dropped on the direct path: the run starts again at 5
+  EXPECT_FALSE(j.judge("pub-a", "exec", 2, false).direct_now_primary);  // would do for a run from 3
+  EXPECT_FALSE(j.judge("pub-a", "exec", 3, false).direct_now_primary);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 4, false).direct_now_primary);
+  EXPECT_EQ(j.total_lost(), 0u);
+}
+
+TEST(TwoPathJudge, LosingTheDirectPathHandsBackToZeroMqAndCountsWhatFellBetween) {
+  TwoPathJudge j(true);
+  j.judge("pub-a", "exec", 1, false);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 2, true).direct_now_primary);  // ZeroMQ at 1, run from 2
+  j.judge("pub-a", "exec", 3, true);
+  EXPECT_TRUE(j.direct_lost());  // it was primary: the caller subscribes on ZeroMQ again
+  EXPECT_FALSE(j.direct_primary());
+  EXPECT_FALSE(j.direct_lost());  // already ZeroMQ's
+  // 4 and 5 went out while neither path took them.
+  auto v = j.judge("pub-a", "exec", 6, false);
+  EXPECT_TRUE(v.handle);
+  EXPECT_EQ(v.lost, 2u);
+  // A restarted publisher is a new one on whichever path is primary.
+  v = j.judge("pub-b", "exec", 1, false);
+  EXPECT_TRUE(v.new_publisher);
+  EXPECT_EQ(v.lost, 0u);
+}
+
+TEST(TwoPathJudge, WithoutDirectAloneZeroMqStaysPrimary) {
+  TwoPathJudge j(false);
+  j.judge("pub-a", "exec", 1, false);
+  for (uint64_t s = 2; s < 10; ++s) {
+    auto v = j.judge("pub-a", "exec", s, true);
+    EXPECT_TRUE(v.handle);
+    EXPECT_FALSE(v.direct_now_primary);
+    EXPECT_FALSE(j.judge("pub-a", "exec", s, false).handle);
+  }
+  EXPECT_FALSE(j.direct_primary());
+  EXPECT_EQ(j.total_lost(), 0u);
+}
+
+// --- Publisher::send_later: held messages keep their order and go out together ---------
+
+TEST(DirectPath, HeldMessagesGoOutInOrderBeforeTheNextSendOrOnFlush) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(p.start());
+  ASSERT_NO_FATAL_FAILURE(p.join_zmq());
+  auto later = [&](uint32_t pid) {
+    capnp::MallocMessageBuilder mb;
+    auto env = p.pub->begin(mb, topic::kExec);
+    env.getBody().initExec().setPid(pid);
+    p.pub->send_later(topic::kExec, mb);
+  };
+  auto zmq_pids = [&](long wait_ms) {
+    std::vector<uint32_t> pids;
+    Received got;
+    while (p.sub->wait(-1, wait_ms) == Subscriber::Wait::kMessage) {
+      while (p.sub->try_receive(got))
+        if (!got.direct()) pids.push_back(got.envelope()->getBody().getExec().getPid());
+    }
+    return pids;
+  };
+  later(11);
+  later(12);
+  EXPECT_EQ(p.pub->held(), 2u);
+  EXPECT_TRUE(zmq_pids(100).empty());  // held: not on either path yet
+  p.send(13, "now");                    // goes out after the held ones
+  EXPECT_EQ(p.pub->held(), 0u);
+  EXPECT_EQ(zmq_pids(100), (std::vector<uint32_t>{11, 12, 13}));
+  later(14);
+  EXPECT_EQ(p.pub->flush(), 0u);
+  EXPECT_EQ(zmq_pids(100), (std::vector<uint32_t>{14}));
+  // Past kMaxHeld the publisher flushes by itself.
+  for (uint32_t i = 0; i < Publisher::kMaxHeld; ++i) later(100 + i);
+  EXPECT_EQ(p.pub->held(), 0u);
+  EXPECT_EQ(zmq_pids(200).size(), Publisher::kMaxHeld);
+}
+
 }  // namespace
 }  // namespace cryptnono

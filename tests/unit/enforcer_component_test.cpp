@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <thread>
 
@@ -69,7 +70,8 @@ class EnforcerLoop : public ::testing::Test {
     options.bind = decision_ep_;
     options.node = "test-node";
     options.dry_run = dry_run;
-    options.stats_interval_ms = 100;
+    options.stats_interval_ms = stats_interval_ms_;
+    options.no_match_batch_ms = no_match_batch_ms_;
     auto e = Enforcer::create(ctx_, options, killer_, std::move(rules->matcher), log_);
     ASSERT_TRUE(e) << e.error().message;
     enforcer_ = std::move(*e);
@@ -174,6 +176,8 @@ class EnforcerLoop : public ::testing::Test {
     return pred();
   }
 
+  uint32_t no_match_batch_ms_ = EnforcerOptions{}.no_match_batch_ms;
+  uint32_t stats_interval_ms_ = 100;
   zmq::context_t ctx_;
   std::string dir_, config_dir_, config_path_, token_, exec_ep_, decision_ep_, raw_ep_;
   std::shared_ptr<spdlog::logger> log_;
@@ -290,6 +294,34 @@ TEST_F(EnforcerLoop, NoMatchDecisionsLeaveOutArgvAndCmdline) {
   EXPECT_EQ(data(d.getEvent().getFilename()), child.path());
   EXPECT_EQ(d.getEvent().getStartBootNs(), child.start_boot_ns());
   EXPECT_TRUE(child.alive());
+}
+
+TEST_F(EnforcerLoop, NoMatchDecisionsAreHeldAndAKillSendsThemFirstInOrder) {
+  no_match_batch_ms_ = 1000;  // long enough to see them held
+  stats_interval_ms_ = 60'000;  // a stats message sends the held decisions first
+  start(testing::config_json({token_}));
+  // The handshake's probes came back: a held batch goes out within no_match_batch_ms.
+  std::deque<Child> benign;  // Child cannot move
+  for (int i = 0; i < 3; ++i) benign.emplace_back(dir_, testing::random_token());
+  for (const auto& c : benign) publish(event_for(c));
+  EXPECT_FALSE(await_decision(benign[0].pid(), 300ms)) << "a no-match decision went out before its batch";
+  Child victim(dir_, token_);
+  publish(event_for(victim));
+  // The kill goes out at once, after the three no-match decisions, in sequence order.
+  std::vector<std::pair<uint32_t, uint64_t>> seen;  // (pid, sequence)
+  auto kill = await([&](schema::Envelope::Reader e) {
+    if (!e.getBody().isDecision()) return false;
+    seen.emplace_back(e.getBody().getDecision().getEvent().getPid(), e.getSequence());
+    return e.getBody().getDecision().getEvent().getPid() == static_cast<uint32_t>(victim.pid());
+  }, 500ms);
+  ASSERT_TRUE(kill) << "the kill decision was held";
+  EXPECT_EQ(kill->decision().getAction(), schema::Action::KILLED);
+  ASSERT_GE(seen.size(), 4u);
+  auto tail = std::vector<std::pair<uint32_t, uint64_t>>(seen.end() - 4, seen.end());
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(tail[i].first, static_cast<uint32_t>(benign[i].pid()));
+  for (size_t i = 1; i < 4; ++i) EXPECT_EQ(tail[i].second, tail[i - 1].second + 1);
+  EXPECT_TRUE(eventually([&] { return !victim.alive(); }));
+  for (auto& c : benign) EXPECT_TRUE(c.alive());
 }
 
 TEST_F(EnforcerLoop, EditingTheConfigOnDiskTakesEffectWithoutRestart) {

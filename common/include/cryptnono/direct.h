@@ -1,5 +1,5 @@
 // The direct path: a same-node fast lane for latency-critical topics (exec events to the
-// enforcers), next to ZeroMQ, never instead of it.
+// enforcers), next to ZeroMQ.
 //
 // Why: between a publisher's send and a subscriber's receive, ZeroMQ wakes three threads
 // (the publisher's I/O thread, the subscriber's I/O thread, the subscriber's own thread).
@@ -12,10 +12,12 @@
 // publisher sends on a matching topic is also written to the client as one datagram (a
 // 16-byte header naming the topic, then the same Cap'n Proto envelope ZeroMQ carries:
 // same publisher id, same sequence number), without blocking: when the client's socket
-// buffer is full the datagram is dropped for that client and counted. Nothing is lost by
-// that, because the same message also goes over ZeroMQ: a client of both paths handles
-// whichever copy comes first and skips the other (DuplicateFilter). The direct path only
-// ever makes a message earlier, never makes one missing.
+// buffer (8 MiB asked for) is full the datagram is dropped for that client and counted.
+// A client subscribed on both paths handles whichever copy comes first and skips the
+// other; once the direct path has caught up it drops its ZeroMQ subscription and takes
+// the topic from the direct path alone, until that goes down (TwoPathJudge, transport.h).
+// Gaps are counted on whichever path is primary: a datagram dropped while the direct path
+// carries a topic alone is a counted loss, as a ZeroMQ high-water-mark drop is.
 //
 // Who may connect: the socket file is mode 0660 in the ipc directory (0700), as the ipc://
 // sockets are. Neither class is thread-safe.

@@ -94,7 +94,17 @@ class Publisher {
   // and returns it so the caller can init the body.
   schema::Envelope::Builder begin(capnp::MessageBuilder& message, std::string_view topic);
   // Sends without blocking. Returns false (and counts a drop) when it could not be queued.
+  // What send_later() holds goes out first, so every topic keeps its order.
   bool send(std::string_view topic, capnp::MessageBuilder& message);
+  // Holds the message (serialized now, its sequence already taken) until the next send()
+  // or flush(). For messages nobody waits for (an enforcer's no-match decisions): sent
+  // together, a few dozen wake the ZeroMQ threads on both sides once instead of once each.
+  // Past kMaxHeld held messages it flushes by itself.
+  void send_later(std::string_view topic, capnp::MessageBuilder& message);
+  // Sends what send_later() holds, in order. Returns how many could not be queued (drops).
+  size_t flush();
+  size_t held() const { return held_.size(); }
+  static constexpr size_t kMaxHeld = 256;
 
   const std::string& id() const { return id_; }
   const std::string& endpoint() const { return endpoint_; }
@@ -116,6 +126,9 @@ class Publisher {
   std::string kind_;
   std::string id_;
   std::map<std::string, uint64_t, std::less<>> sequence_;
+  std::vector<std::pair<std::string, zmq::message_t>> held_;
+  static zmq::message_t serialize(capnp::MessageBuilder& message);
+  bool send_frames(std::string_view topic, zmq::message_t& payload);
   uint64_t sent_ = 0;
   uint64_t dropped_ = 0;
 };
@@ -173,10 +186,13 @@ class Subscriber {
 
   // Adds a topic subscription (e.g. once the program is ready for those messages).
   void subscribe(std::string_view topic);
+  // Drops it again (the direct path carries that topic alone: TwoPathJudge).
+  void unsubscribe(std::string_view topic);
 
   // Also receives `topics` over a publisher's direct socket at `path` (direct.h): connects
-  // now if it can, and again through maintain_direct() whenever it is down. Every message
-  // still comes over ZeroMQ as well: the caller skips second copies (DuplicateFilter).
+  // now if it can, and again through maintain_direct() whenever it is down. Messages come
+  // over ZeroMQ as well as long as the caller keeps those subscriptions: TwoPathJudge says
+  // which copy to handle and when the ZeroMQ subscription can go.
   void use_direct(std::string path, std::vector<std::string> topics);
   // Reconnects the direct path when it is wanted, down, and kDirectRetryNs passed since
   // the last attempt. Returns what changed, for the log: "connected", or empty.
@@ -218,12 +234,61 @@ class SequenceTracker {
     bool new_publisher = false;  // first message of this publisher id (a start or restart)
   };
   Observation observe(std::string_view publisher_id, std::string_view topic, uint64_t sequence);
+  // The last sequence observed for this publisher and topic, 0 when none.
+  uint64_t last(std::string_view publisher_id, std::string_view topic) const;
+  // Takes `sequence` as observed without counting the messages up to it as lost (they came
+  // another way); no effect when it is not ahead of the last one.
+  void advance(std::string_view publisher_id, std::string_view topic, uint64_t sequence);
   uint64_t total_lost() const { return total_lost_; }
 
  private:
   static constexpr size_t kMaxTracked = 256;  // bound memory against many restarts
   std::map<std::string, uint64_t, std::less<>> last_;  // key: publisher id + '\n' + topic
   uint64_t total_lost_ = 0;
+};
+
+// Judges the copies of one subscriber's messages when they may come over both paths, and
+// lets the direct path carry a topic alone once that loses nothing.
+//
+// Why: a second copy over ZeroMQ costs its three thread wake-ups on the publisher's and the
+// subscriber's side for every message, only to be skipped: under an exec storm that is a
+// third of the agent's CPU on a virtualised node (BENCHMARKS.md, part 4).
+//
+// How: the subscriber starts on ZeroMQ alone (the primary path: gaps and restarts are
+// counted on it). When the direct path connects, both copies come; the first one is handled
+// and the second skipped (DuplicateFilter). Once the direct path has delivered an unbroken
+// run of sequence numbers that starts no later than where ZeroMQ has got to, nothing can
+// fall between the two: the direct path becomes primary, judge() says so once
+// (direct_now_primary) and the caller drops its ZeroMQ subscription. When the direct path
+// goes down, direct_lost() says to subscribe again, and ZeroMQ is primary again: what was
+// published in between shows up as a gap there, counted, never hidden.
+//
+// Only for a subscriber of one publisher (the collector): a ZeroMQ subscription covers every
+// endpoint the socket is connected to, and the direct path reaches only one of them.
+class TwoPathJudge {
+ public:
+  struct Verdict {
+    bool handle = false;               // the first copy: handle it (else a duplicate)
+    uint64_t lost = 0;                 // gap before this message on the primary path
+    bool new_publisher = false;        // first message of this publisher id on the primary path
+    bool direct_now_primary = false;   // the caller should drop its ZeroMQ subscription now
+  };
+  // `direct_alone`: may the direct path become primary (see above)?
+  explicit TwoPathJudge(bool direct_alone) : direct_alone_(direct_alone) {}
+  Verdict judge(std::string_view publisher_id, std::string_view topic, uint64_t sequence, bool direct);
+  // The direct path went down. True when it was primary: the caller subscribes on ZeroMQ again.
+  bool direct_lost();
+  bool direct_primary() const { return direct_primary_; }
+  uint64_t total_lost() const { return tracker_.total_lost(); }
+
+ private:
+  bool direct_alone_;
+  bool direct_primary_ = false;
+  SequenceTracker tracker_;  // on the primary path's copies
+  DuplicateFilter duplicates_;
+  // The unbroken run of direct copies since the direct path (re)connected.
+  std::string run_publisher_, run_topic_;
+  uint64_t run_first_ = 0, run_last_ = 0;
 };
 
 // Reader limits for messages from the wire: 64 MiB of words, nesting 16.

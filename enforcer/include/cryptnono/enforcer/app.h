@@ -31,6 +31,7 @@ struct Config {
   bool dry_run = false;
   std::string node;  // empty: $NODE_NAME, else the hostname
   double stats_interval_seconds = 5;
+  uint32_t no_match_batch_ms = 20;  // EnforcerOptions::no_match_batch_ms
   std::string log_level = "info";
   bool check = false;
   std::vector<std::string> also_bind;

@@ -42,6 +42,10 @@ struct EnforcerOptions {
   // The collector's direct socket (direct.h; empty: ZeroMQ only). Events then come over
   // both paths; the first copy of each is judged, the second skipped.
   std::string direct;
+  // No-match decisions (the benign majority, which no one waits for) are published in
+  // batches, at most this long after their event; every other decision goes out at once,
+  // after the no-match ones before it. 0: each at once. See Publisher::send_later.
+  uint32_t no_match_batch_ms = 20;
 };
 
 class Enforcer {
@@ -110,8 +114,9 @@ class Enforcer {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Subscriber> subscriber_;
-  SequenceTracker tracker_;  // gaps on the ZeroMQ path, which carries every message
-  DuplicateFilter duplicates_;
+  // Which copy of an event to handle (ZeroMQ or direct), gaps on the primary path, and when
+  // the direct path may carry the events alone (one upstream publisher only).
+  TwoPathJudge paths_;
   uint64_t direct_losses_seen_ = 0;
   void subscribe_events();
   void maintain_direct();
@@ -126,6 +131,7 @@ class Enforcer {
   UniqueFd epoll_;
   UniqueFd wake_;   // eventfd: stop() and install() write it
   UniqueFd timer_;  // timerfd: stats
+  UniqueFd batch_timer_;  // timerfd, one-shot: publish the held no-match decisions
   int stop_fd_registered_ = -1;
 
   std::atomic<bool> stop_requested_{false};
