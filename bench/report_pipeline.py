@@ -126,13 +126,17 @@ def killpath(out):
         "part_proc_stat": "  of which ProcReader::stat (/proc/<pid>/stat)",
         "part_alive_check": "  of which pidfd_send_signal(0)",
     }
-    print("### The kill path alone (kill_path: a settled, sleeping victim each time; µs)\n")
-    print("| step | n | p50 | p99 |")
-    print("|---|---:|---:|---:|")
-    for k in names:
-        for r in rows:
-            if r["step"] == k:
-                print(f"| {names[k]} | {r['n']} | {r['p50_ns'] / 1000:.1f} | {r['p99_ns'] / 1000:.1f} |")
+    print("### The kill path alone (kill_path; µs)\n")
+    print("`settled`: a victim asleep in pause() (5 ms after its start), the enforcer's killer as the tests "
+          "build it. `fresh + protect`: 400 µs after its start (when the pipeline reaches a victim) and with the "
+          "protection of the agent's own programs the real enforcer has (a stat of /proc/<pid>/exe).\n")
+    print("| victim | step | n | p50 | p99 |")
+    print("|---|---|---:|---:|---:|")
+    for mode in ("settled", "fresh+protect"):
+        for k in names:
+            for r in rows:
+                if r["step"] == k and r.get("mode", "settled") == mode:
+                    print(f"| {mode} | {names[k]} | {r['n']} | {r['p50_ns'] / 1000:.1f} | {r['p99_ns'] / 1000:.1f} |")
     print()
 
 
@@ -156,14 +160,21 @@ def hop(out):
 def throughput(out):
     rows = read_jsonl(os.path.join(out, "throughput.jsonl"))
     for r in rows:
+        if r.get("what") == "storm-calibration":
+            rates = ", ".join(f"{w} worker(s) {v:.0f}/s" for w, v in r["rates"].items())
+            print(f"Storm calibration (no agent): {rates}; the storms of parts 3 and 4 use {r['workers']}.\n")
+    for r in (r for r in rows if r.get("what") == "throughput"):
         c, e = r["collector"], r["enforcer"]
         print("### Throughput and loss (collector + enforcer with the big list + exporter + a decision tap)\n")
-        print(f"{r['execs']:,} execs in {r['seconds']:.1f} s = **{r['rate']:.0f} execs/s** (exec_storm, 2 workers).\n")
+        print(f"{r['execs']:,} execs in {r['seconds']:.1f} s = **{r['rate']:.0f} execs/s** (exec_storm, "
+              f"{r.get('workers', 2)} worker(s), exec'ing {r.get('exe', '/bin/true')}).\n")
         print("| stage | counter | value |")
         print("|---|---|---:|")
-        for k in ("events_bpf", "kernel_ringbuf_drops", "kernel_argv_read_errors", "truncated", "send_drops"):
+        for k in ("events_bpf", "kernel_ringbuf_drops", "kernel_argv_read_errors", "truncated", "send_drops",
+                  "direct_sent", "direct_drops"):
             print(f"| collector | {k} | {c.get(k, '–')} |")
-        for k in ("events_received", "events_lost", "decisions", "malformed", "send_drops", "errors"):
+        for k in ("events_received", "events_lost", "decisions", "malformed", "send_drops", "errors", "direct_events",
+                  "duplicates"):
             print(f"| enforcer | {k} | {e.get(k, '–')} |")
         print(f"| exporter | messages_lost_total (sum) | {r['exporter_messages_lost']:.0f} |")
         lost = r["tap"].get("lost", {})

@@ -6,7 +6,12 @@
 // and, in pidfd mode, each part alone: pidfd_open, ProcReader::stat, the liveness check.
 // Victims alternate between the modes. Prints one JSON line per mode with p50/p99 in ns.
 //
-//   kill_path --victim PATH [--count 400]
+// --settle-us: how long each victim runs before the kill (default 5,000 µs: asleep in
+// pause()); the pipeline reaches a victim ~400 µs after its exec, while it may still be in
+// the dynamic loader. --protect-own: the enforcer's protection of the agent's own
+// programs (a stat of /proc/<pid>/exe per kill), as the real enforcer runs it.
+//
+//   kill_path --victim PATH [--count 400] [--settle-us 5000] [--protect-own]
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -54,17 +59,22 @@ int main(int argc, char** argv) {
   CLI::App app{"Times the enforcer's kill path against a bare kill(2)"};
   app.add_option("--victim", victim, "Program to start and kill")->required();
   app.add_option("--count", count, "Victims")->capture_default_str();
+  long settle_us = 5000;
+  bool protect_own = false;
+  app.add_option("--settle-us", settle_us, "Microseconds each victim runs before the kill")->capture_default_str();
+  app.add_flag("--protect-own", protect_own, "Protect the agent's programs, as the enforcer does");
   CLI11_PARSE(app, argc, argv);
 
   cryptnono::ProcReader proc("/proc");
   const uint64_t hz = cryptnono::clock_ticks_per_second();
   cryptnono::enforcer::PidfdKiller killer(proc, getpid());
+  if (protect_own) killer.protect_executables({"/proc/self/exe"});
   std::map<std::string, std::vector<double>> t;
   for (int i = 0; i < count; ++i) {
     pid_t pid = spawn(victim);
     if (pid < 0) return 1;
-    // Let it reach pause(): the kill then lands on a sleeping process, as at idle.
-    timespec ts{0, 5'000'000};
+    // By default it reaches pause(): the kill then lands on a sleeping process.
+    timespec ts{settle_us / 1'000'000, (settle_us % 1'000'000) * 1000};
     nanosleep(&ts, nullptr);
     auto st = proc.stat(pid);
     if (!st) return 1;
