@@ -190,14 +190,22 @@ def cost(out):
         return
     base = [r for r in rows if r["what"] == "storm" and not r["agent"]]
     withs = [r for r in rows if r["what"] == "storm" and r["agent"]]
+    floors = {r["rep"]: r for r in rows if r["what"] == "storm-floor"}
     print("### Cost\n")
-    print("| rep | execs/s without the agent | with the agent | slowdown |")
-    print("|---:|---:|---:|---:|")
+    print("Each rep runs the storm three times in a row: without anything, with the floor consumer (its probe "
+          "wakes it for every exec: the least a user-space killer costs), and with the agent.\n")
+    print("| rep | execs/s without | with the floor | floor slowdown | with the agent | agent slowdown |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for b, w in zip(base, withs):
-        print(f"| {b['rep']} | {b['rate']:.0f} | {w['rate']:.0f} | {100 * (1 - w['rate'] / b['rate']):.1f}% |")
+        f = floors.get(b["rep"])
+        fr = f"{f['rate']:.0f} | {100 * (1 - f['rate'] / b['rate']):.1f}%" if f else "– | –"
+        print(f"| {b['rep']} | {b['rate']:.0f} | {fr} | {w['rate']:.0f} | {100 * (1 - w['rate'] / b['rate']):.1f}% |")
     if base and withs:
         mb, mw = statistics.median(r["rate"] for r in base), statistics.median(r["rate"] for r in withs)
-        print(f"| median | {mb:.0f} | {mw:.0f} | **{100 * (1 - mw / mb):.1f}%** |")
+        slow = [100 * (1 - w["rate"] / b["rate"]) for b, w in zip(base, withs)]
+        fslow = [100 * (1 - floors[b["rep"]]["rate"] / b["rate"]) for b in base if b["rep"] in floors]
+        fcol = f"{statistics.median(f['rate'] for f in floors.values()):.0f} | {statistics.median(fslow):.1f}%" if fslow else "– | –"
+        print(f"| median | {mb:.0f} | {fcol} | {mw:.0f} | **{statistics.median(slow):.1f}%** |")
     print()
     if withs:
         print("Per stage, per 10,000 execs at the storm's pace (median over reps):\n")

@@ -397,6 +397,18 @@ class Bench:
                              {"what": "storm", "agent": False, "rep": rep, "rate": base["rate"], "execs": base["execs"],
                               "workers": base["workers"], "exe": os.path.basename(self.storm_exe),
                               "seconds": base["seconds"], "loadavg": loadavg()})
+                # With the floor: the least any user-space killer that hears of every exec
+                # costs (its probe, and waking it for each exec).
+                floor = self.start_floor("plain")
+                st = self.storm(seconds=seconds, workers=self.max_rate_workers())
+                st.p.wait()
+                st.stop()
+                for p in floor:
+                    p.stop()
+                fl = next(r for r in st.jsonl() if r.get("what") == "storm")
+                append_jsonl(os.path.join(self.out, "cost.jsonl"),
+                             {"what": "storm-floor", "rep": rep, "rate": fl["rate"], "execs": fl["execs"],
+                              "seconds": fl["seconds"], "loadavg": loadavg()})
                 # With the agent (collector, enforcer with the big list, exporter) and nothing
                 # else: the bench's decision tap would be a fourth subscriber to pay for.
                 procs = self.start_pipeline(self.args.agent_variant, exporter=True, tap=False)

@@ -363,29 +363,27 @@ std::string Subscriber::maintain_direct() {
 
 int Subscriber::receive_direct(Received& out) {
   if (direct_fd_ < 0) return 0;
+  // One system call per datagram: the buffer is as large as any datagram the publisher's
+  // socket can hold (virtual memory: only the pages a message fills become resident).
+  out.reserve_words(kDirectMaxBytes / sizeof(capnp::word));
   for (;;) {
-    // The datagram's size first (MSG_TRUNC reports it whole), so the buffer fits it.
-    ssize_t size = ::recv(direct_fd_, nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
-    if (size < 0 && errno == EINTR) continue;
-    if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
-    if (size <= 0) {  // 0: the publisher closed (stopped or restarted); < 0: the socket failed
-      close_direct();
-      ++direct_losses_;
-      return -1;
-    }
-    auto bytes = static_cast<size_t>(size);
-    size_t words = bytes > direct::kHeaderBytes ? (bytes - direct::kHeaderBytes) / sizeof(capnp::word) : 0;
-    out.reserve_words(words);
     unsigned char header[direct::kHeaderBytes];
-    iovec iov[2] = {{header, sizeof header}, {out.words_.get(), words * sizeof(capnp::word)}};
+    iovec iov[2] = {{header, sizeof header}, {out.words_.get(), out.capacity_words_ * sizeof(capnp::word)}};
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = 2;
     ssize_t n = ::recvmsg(direct_fd_, &msg, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n <= 0) {  // 0: the publisher closed (stopped or restarted); < 0: the socket failed
+      close_direct();
+      ++direct_losses_;
+      return -1;
+    }
+    auto bytes = static_cast<size_t>(n);
+    size_t words = bytes > direct::kHeaderBytes ? (bytes - direct::kHeaderBytes) / sizeof(capnp::word) : 0;
     size_t topic_len = header[1];
-    if (static_cast<size_t>(n) != bytes || words == 0 || bytes != direct::kHeaderBytes + words * sizeof(capnp::word) ||
+    if ((msg.msg_flags & MSG_TRUNC) != 0 || words == 0 || bytes != direct::kHeaderBytes + words * sizeof(capnp::word) ||
         header[0] != direct::kVersion || topic_len > direct::kMaxTopicBytes) {
       ++malformed_;
       continue;
@@ -411,6 +409,7 @@ Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
   if (direct >= 0) items[n++] = {nullptr, direct_fd_, ZMQ_POLLIN, 0};
   if (extra_fd >= 0) items[n++] = {nullptr, extra_fd, ZMQ_POLLIN, 0};
   int rc = zmq::poll(items, n, std::chrono::milliseconds(timeout_ms));
+  extra_ready_ = rc > 0 && extra_fd >= 0 && (items[n - 1].revents & ZMQ_POLLIN) != 0;
   if (rc <= 0) return Wait::kTimeout;
   if (items[0].revents & ZMQ_POLLIN) return Wait::kMessage;
   if (direct >= 0 && (items[direct].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return Wait::kMessage;

@@ -379,8 +379,10 @@ void Enforcer::run(int stop_fd) {
       }
       counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
     }
-    // Timer, wake-ups and the stop fd: without blocking, also when messages keep coming.
-    if (!handle_control(stop_fd, false)) break;
+    // Timer, wake-ups and the stop fd, without blocking, when one of them is ready (the
+    // poll reports them also when messages keep coming): not a system call per event.
+    if ((woke != Subscriber::Wait::kMessage || subscriber_->extra_fd_ready()) && !handle_control(stop_fd, false))
+      break;
     maintain_direct();
   }
   counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);

@@ -180,6 +180,8 @@ class Subscriber {
   // Blocks until a message is queued or `extra_fd` (if >= 0) is readable, or timeout_ms
   // passes (-1: forever). No timed polling: this is one zmq_poll.
   Wait wait(int extra_fd, long timeout_ms);
+  // Whether the last wait() also found `extra_fd` readable (it says kMessage first).
+  bool extra_fd_ready() const { return extra_ready_; }
   // Non-blocking. Returns false when nothing is queued. Messages that are not exactly two
   // frames are discarded and counted in malformed().
   bool try_receive(Received& out);
@@ -205,6 +207,9 @@ class Subscriber {
   uint64_t direct_received() const { return direct_received_; }
   uint64_t direct_losses() const { return direct_losses_; }  // times the direct path went down
   static constexpr long kDirectRetryMs = 250;
+  // The largest direct datagram received: what the publisher's socket buffer can hold
+  // (direct::kSendBufferBytes, doubled by the kernel).
+  static constexpr size_t kDirectMaxBytes = 2 * static_cast<size_t>(direct::kSendBufferBytes);
 
   uint64_t received() const { return received_; }
   uint64_t malformed() const { return malformed_; }
@@ -221,6 +226,7 @@ class Subscriber {
   uint64_t direct_last_attempt_ns_ = 0;
   uint64_t direct_received_ = 0;
   uint64_t direct_losses_ = 0;
+  bool extra_ready_ = false;
   zmq::message_t frame_;
   uint64_t received_ = 0;
   uint64_t malformed_ = 0;
