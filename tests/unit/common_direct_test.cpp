@@ -120,6 +120,32 @@ TEST(DirectPath, EachMessageComesOnBothPathsWithTheSameSequence) {
   EXPECT_EQ(p.sub->malformed(), 0u);
 }
 
+TEST(DirectPath, ALargeMessageArrivesWholeInOneDatagram) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(p.start());
+  // As large as an exec event with the most argv the probe copies (256 KiB), and more.
+  std::string big(600 * 1024, 'x');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + (i / 4096) % 26);
+  p.send(777, big);
+  Received got;
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    p.sub->wait(-1, 20);
+    while (p.sub->try_receive(got)) {
+      if (!got.direct()) continue;
+      auto env = got.envelope();
+      ASSERT_TRUE(env);
+      if (env->getBody().getExec().getPid() != 777u) continue;  // the fixture's probes
+      auto comm = env->getBody().getExec().getComm();
+      EXPECT_EQ(comm.size(), big.size());
+      EXPECT_TRUE(std::string_view(comm.cStr(), comm.size()) == big) << "the message came back altered";
+      seen = true;
+    }
+  }
+  EXPECT_TRUE(seen);
+  EXPECT_EQ(p.sub->malformed(), 0u);
+}
+
 TEST(DirectPath, OnlySubscribedTopicsAreSentDirectly) {
   Pair p;
   ASSERT_NO_FATAL_FAILURE(p.start());
