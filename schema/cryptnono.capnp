@@ -81,6 +81,7 @@ struct Decision {
   connect @14 :ConnectEvent;  # flowkiller: the connect that was judged
   rule @15 :Text;             # flowkiller: "banned" or "fanout"; monero: "rounding-mode"
   uniqueDestinations @16 :UInt32;  # flowkiller fan-out: distinct public (address, port) in the window
+  eventSentBootNs @17 :UInt64;  # when the collector published the judged event (its envelope's sentBootNs)
 }
 
 # monero: a process whose saved FPU state kept a non-default MXCSR rounding mode at

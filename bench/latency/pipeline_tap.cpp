@@ -3,7 +3,8 @@
 // (b) the latest stats counters of every publisher, and counts sequence gaps per
 // publisher and topic (as the exporter's messages_lost does). Then prints JSON lines:
 //   {"what": "decision", "action", "pid", "exec_boot_ns", "received_boot_ns",
-//    "decided_boot_ns", "killed_boot_ns", "published_boot_ns" (the decision's envelope)}
+//    "decided_boot_ns", "killed_boot_ns", "published_boot_ns" (the decision's envelope),
+//    "event_sent_boot_ns" (the collector's publish time of the judged event)}
 //   {"what": "stats", "kind", "name", "publisher", "counters": {...}}
 //   {"what": "exec", "pid", "exec_boot_ns", "sent_boot_ns"} for every exec event, when
 //    "exec" is one of the topics (the collector's publish time: one hop of the breakdown;
@@ -31,7 +32,7 @@ namespace {
 struct DecisionRow {
   int action;
   uint32_t pid;
-  uint64_t exec_boot_ns, received_boot_ns, decided_boot_ns, killed_boot_ns, published_boot_ns;
+  uint64_t exec_boot_ns, received_boot_ns, decided_boot_ns, killed_boot_ns, published_boot_ns, event_sent_boot_ns;
 };
 
 const char* action_name(cryptnono::schema::Action a) {
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
           if (d.getAction() != cryptnono::schema::Action::NO_MATCH && rows.size() < rows.capacity()) {
             auto ev = d.getEvent();
             rows.push_back({static_cast<int>(d.getAction()), ev.getPid(), ev.getExecBootNs(), d.getReceivedBootNs(),
-                            d.getDecidedBootNs(), d.getKilledBootNs(), e.getSentBootNs()});
+                            d.getDecidedBootNs(), d.getKilledBootNs(), e.getSentBootNs(), d.getEventSentBootNs()});
           }
         } else if (body.isExec()) {
           auto ev = body.getExec();
@@ -140,11 +141,12 @@ int main(int argc, char** argv) {
   for (const auto& r : rows)
     std::printf(
         "{\"what\": \"decision\", \"action\": \"%s\", \"pid\": %u, \"exec_boot_ns\": %llu, \"received_boot_ns\": "
-        "%llu, \"decided_boot_ns\": %llu, \"killed_boot_ns\": %llu, \"published_boot_ns\": %llu}\n",
+        "%llu, \"decided_boot_ns\": %llu, \"killed_boot_ns\": %llu, \"published_boot_ns\": %llu, "
+        "\"event_sent_boot_ns\": %llu}\n",
         action_name(static_cast<cryptnono::schema::Action>(r.action)), r.pid,
         static_cast<unsigned long long>(r.exec_boot_ns), static_cast<unsigned long long>(r.received_boot_ns),
         static_cast<unsigned long long>(r.decided_boot_ns), static_cast<unsigned long long>(r.killed_boot_ns),
-        static_cast<unsigned long long>(r.published_boot_ns));
+        static_cast<unsigned long long>(r.published_boot_ns), static_cast<unsigned long long>(r.event_sent_boot_ns));
   for (const auto& x : execs)
     std::printf("{\"what\": \"exec\", \"pid\": %u, \"exec_boot_ns\": %llu, \"sent_boot_ns\": %llu}\n", x.pid,
                 static_cast<unsigned long long>(x.exec_boot_ns), static_cast<unsigned long long>(x.sent_boot_ns));

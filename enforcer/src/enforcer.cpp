@@ -238,6 +238,7 @@ void Enforcer::handle(Received& received) {
       }
       upstream_publisher_ = std::move(id);
     }
+    event_sent_boot_ns_ = env.getSentBootNs();
     if (!seen.handle) {
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -262,6 +263,7 @@ void Enforcer::publish_decision(uint64_t received_boot_ns) {
   auto d = envelope.getBody().initDecision();
   detector_->fill(d);
   d.setReceivedBootNs(received_boot_ns);
+  d.setEventSentBootNs(event_sent_boot_ns_);
   d.setConfigGeneration(serving_generation_);
   if (d.getAction() == schema::Action::NO_MATCH && options_.no_match_batch_ms > 0) {
     publisher_->send_later(topic::kDecision, message);

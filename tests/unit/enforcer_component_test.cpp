@@ -210,6 +210,10 @@ TEST_F(EnforcerLoop, KillsAChildWhoseCommandLineHoldsTheBannedString) {
   EXPECT_FALSE(d.getCmdlineFromProc());
   EXPECT_EQ(data(d.getEvent().getArgv()), child.argv_area());
   EXPECT_EQ(d.getConfigGeneration(), 1u);
+  // The collector's publish time of the event (its envelope), between our clock read and
+  // the enforcer's receipt.
+  EXPECT_GE(d.getEventSentBootNs(), before);
+  EXPECT_LE(d.getEventSentBootNs(), d.getReceivedBootNs());
   EXPECT_GE(d.getReceivedBootNs(), before);
   EXPECT_GE(d.getDecidedBootNs(), d.getReceivedBootNs());
   EXPECT_GE(d.getKilledBootNs(), d.getDecidedBootNs());

@@ -124,6 +124,7 @@ class Enforcer {
   void wait_for_decision_subscriber();
   std::unique_ptr<Detector> detector_;
   uint64_t serving_generation_ = 1;  // the config generation that judges events now
+  uint64_t event_sent_boot_ns_ = 0;  // the judged event's publish time (its envelope)
   Received received_;
   kj::Array<capnp::word> first_segment_;  // reused, zeroed by MallocMessageBuilder after use
   uint64_t started_boot_ns_ = 0;
