@@ -99,7 +99,7 @@ def hops(out):
         print(f"| {sched} | exec → collector published (BPF, ring-buffer wake-up, read, Cap'n Proto, ZeroMQ send) | "
               f"{_us(m(p, 'collector_us', 'p50'))} | {_us(m(p, 'collector_us', 'p99'))} | "
               f"{_us(m(f, 'read_us', 'p50'))} (event read) |")
-        print(f"| {sched} | collector published → enforcer received (ZeroMQ: 2 I/O threads, ipc socket, app thread "
+        print(f"| {sched} | collector published → enforcer received (direct path, or ZeroMQ: 2 I/O threads, ipc socket, app thread "
               f"wake-up) | {_us(m(p, 'transport_us', 'p50'))} | {_us(m(p, 'transport_us', 'p99'))} | – |")
         print(f"| {sched} | received → decided (decode, join, casefold, match) | {_us(m(p, 'decide_us', 'p50'))} | "
               f"{_us(m(p, 'decide_us', 'p99'))} | – |")

@@ -120,6 +120,7 @@ class Bench:
         with open(self.token_file, "w") as f:
             f.write(self.token + "\n")
         self.seq = 0
+        self._max_workers = None  # max_rate_workers() measures it once
         # What the storms exec: by default the static exit-only program (the machine's
         # highest exec rate); --storm-exe /bin/true gives the earlier, dynamically linked storm.
         self.storm_exe = args.storm_exe or os.path.join(self.bb, "cnb-exit0")
@@ -152,7 +153,7 @@ class Bench:
         cmd = self.prefix(variant) + [os.path.join(self.bb, "floor_consumer"), "--marker", "cnb-victim"]
         return [Proc(self.fresh("floor"), cmd, self.tmp, ready=r"ready")]
 
-    def start_pipeline(self, variant, exporter=False, tap_exec=False, tap=True):
+    def start_pipeline(self, variant, exporter=False, tap=True):
         chrt = [] if variant == "flags" else self.prefix(variant)
         direct = ["--direct", "off"] if "zmq" in variant else []
         if variant == "flags":
@@ -175,8 +176,8 @@ class Bench:
                                                        f"127.0.0.1:{self.metrics_port}"], self.tmp))
         if tap:
             procs.append(Proc(self.fresh("tap"), [os.path.join(self.bb, "pipeline_tap"), "--connect", enf_ep, "--connect",
-                                                  col_ep, "--topic", "decision", "--topic", "stats"]
-                              + (["--topic", "exec"] if tap_exec else []), self.tmp, ready=r"ready"))
+                                                  col_ep, "--topic", "decision", "--topic", "stats"],
+                              self.tmp, ready=r"ready"))
         return procs
 
     def max_rate_workers(self):
@@ -184,7 +185,7 @@ class Bench:
         once (3 s each for 1 and 2 workers, no agent running). On this 2-vCPU VM one worker
         spawns ~3,000 execs/s and two only ~1,900/s together: concurrent execs contend in the
         kernel, so "flat out on every core" is not the maximum here."""
-        if getattr(self, "_max_workers", None) is None:
+        if self._max_workers is None:
             rates = {}
             for w in (1, os.cpu_count() or 1):
                 st = self.storm(seconds=1 if self.args.smoke else 3, workers=w)
@@ -237,10 +238,6 @@ class Bench:
                       for r in killer_rows if r.get("what") == "decision" and r["action"] == "killed"]
             ksum = {"stats": [r for r in killer_rows if r.get("what") == "stats"],
                     "tap": next((r for r in killer_rows if r.get("what") == "tap-summary"), {})}
-        published = {}
-        for r in killer_rows:
-            if r.get("what") == "exec":
-                published[(r["pid"], r["exec_boot_ns"])] = r["sent_boot_ns"]
         by_pid = {}
         for e in events:
             by_pid.setdefault(e["pid"], []).append(e)
@@ -259,9 +256,8 @@ class Bench:
             read.append((e["read_boot_ns"] - x) / 1e3)
             sent.append((e["sent_boot_ns"] - x) / 1e3)
             dead.append((v["dead_boot_ns"] - x) / 1e3)
-            # The collector's publish time: carried by the decision itself (eventSentBootNs),
-            # else from the tap's own copy of the exec events.
-            pub = e.get("event_sent_boot_ns") or published.get((e["pid"], x))
+            # The collector's publish time, carried by the decision (eventSentBootNs).
+            pub = e.get("event_sent_boot_ns")
             if pub:
                 hops["collector"].append((pub - x) / 1e3)
                 hops["transport"].append((e["read_boot_ns"] - pub) / 1e3)

@@ -13,6 +13,14 @@
 
 namespace cryptnono {
 
+std::string stream_key(std::string_view publisher_id, std::string_view topic) {
+  std::string key;
+  key.reserve(publisher_id.size() + topic.size() + 1);
+  key.append(publisher_id).push_back('\n');
+  key.append(topic);
+  return key;
+}
+
 std::string direct_path_for(const std::string& endpoint) {
   std::string path = ipc_socket_path(endpoint);
   if (path.empty() || path.find('*') != std::string::npos) return {};  // "ipc://*": no fixed name
@@ -149,10 +157,7 @@ void DirectServer::send(std::string_view topic, const void* payload, size_t size
 }
 
 bool DuplicateFilter::first_copy(std::string_view publisher_id, std::string_view topic, uint64_t sequence) {
-  std::string key;
-  key.reserve(publisher_id.size() + topic.size() + 1);
-  key.append(publisher_id).push_back('\n');
-  key.append(topic);
+  std::string key = stream_key(publisher_id, topic);
   auto it = streams_.find(key);
   if (it == streams_.end()) {
     if (streams_.size() >= kMaxStreams) {

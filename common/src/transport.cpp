@@ -446,16 +446,6 @@ bool Subscriber::try_receive(Received& out) {
   }
 }
 
-namespace {
-std::string stream_key(std::string_view publisher_id, std::string_view topic) {
-  std::string key;
-  key.reserve(publisher_id.size() + topic.size() + 1);
-  key.append(publisher_id).push_back('\n');
-  key.append(topic);
-  return key;
-}
-}  // namespace
-
 uint64_t SequenceTracker::last(std::string_view publisher_id, std::string_view topic) const {
   auto it = last_.find(stream_key(publisher_id, topic));
   return it == last_.end() ? 0 : it->second;

@@ -238,12 +238,12 @@ void Enforcer::handle(Received& received) {
       }
       upstream_publisher_ = std::move(id);
     }
-    event_sent_boot_ns_ = env.getSentBootNs();
     if (!seen.handle) {
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     if (received.direct()) counters_.direct_events.fetch_add(1, std::memory_order_relaxed);
+    event_sent_boot_ns_ = env.getSentBootNs();
     if (!detector_->read(env.getBody())) {
       counters_.malformed.fetch_add(1, std::memory_order_relaxed);
       return;

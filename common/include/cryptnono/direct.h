@@ -43,6 +43,10 @@ inline constexpr std::string_view kSubscribe = "cryptnono-direct/1 subscribe ";
 inline constexpr int kSendBufferBytes = 8 * 1024 * 1024;
 }  // namespace direct
 
+// The key of one message stream, publisher id and topic: what DuplicateFilter and
+// SequenceTracker keep their per-stream state under.
+std::string stream_key(std::string_view publisher_id, std::string_view topic);
+
 // The direct socket path that goes with an ipc:// endpoint: "ipc:///run/x/collector.sock" ->
 // "/run/x/collector.direct". Empty for other transports and abstract ipc sockets.
 std::string direct_path_for(const std::string& endpoint);
