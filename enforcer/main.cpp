@@ -267,6 +267,8 @@ int main(int argc, char** argv) {
   PidfdKiller killer(ProcReader("/proc"), getpid());
   protect_own_processes(killer, *log);
   std::unique_ptr<Detector> detector;
+  std::shared_ptr<const Matcher::Compiled> serving_base;  // what reloads may build on
+  if (execwhacker) serving_base = rules->matcher->base();
   if (execwhacker)
     detector = std::make_unique<ExecwhackerDetector>(killer, config.dry_run, std::move(rules->matcher));
   else if (flowkiller)
@@ -296,9 +298,10 @@ int main(int argc, char** argv) {
   if (execwhacker && !config.configs.empty()) {
     Enforcer* e = enforcer->get();
     ConfigWatcher::Callbacks callbacks{[e](std::unique_ptr<Matcher> m) { e->install(std::move(m)); },
-                                       [e] { e->count_reload_failure(); }};
-    auto started = ConfigWatcher::start(config.configs, std::move(rules->contents), std::move(callbacks), log,
-                                        hup_fd.get());
+                                       [e] { e->count_reload_failure(); },
+                                       [e](std::unique_ptr<Matcher> m) { e->install(std::move(m), true); }};
+    auto started = ConfigWatcher::start(config.configs, std::move(rules->contents), std::move(serving_base),
+                                        std::move(callbacks), log, hup_fd.get());
     if (!started) return die(started.error().message);
     watcher = std::move(*started);
   }

@@ -13,7 +13,7 @@
 // Timing: see bench() below. The same method is used by ref_bench.py.
 //
 //   matcher_bench DATA [--banned 1000,10000,100000] [--allowed 0,5] [--cases a,b]
-//                 [--reps 15] [--min-rep-ms 20] [--breakdown]
+//                 [--reps 15] [--min-rep-ms 20] [--breakdown] [--layered N]
 //   matcher_bench DATA --build-only N [--with-allowed]   # compile time and memory
 #include <malloc.h>
 #include <unistd.h>
@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
   int build_n = 0;
   bool with_allowed = false;
   bool breakdown = false;
+  int layer = 0;
   CLI::App app{"Times the enforcer's decision path (join + casefold + match) on generated inputs"};
   app.add_option("data", data, "Directory written by gen_inputs.py")->required();
   app.add_option("--banned", banned_list, "Banned-list sizes")->capture_default_str();
@@ -210,6 +211,9 @@ int main(int argc, char** argv) {
   app.add_option("--min-rep-ms", min_rep_ms, "Minimum duration of one repetition")->capture_default_str();
   app.add_option("--build-only", build_n, "Only load and compile banned-N.json; print time and memory");
   app.add_flag("--with-allowed", with_allowed, "With --build-only: also load allowed-5.json");
+  app.add_option("--layered", layer,
+                 "Time a layered matcher: the last N banned strings compiled on their own (as after a live reload)")
+      ->capture_default_str();
   app.add_flag("--breakdown", breakdown, "Also time each step alone: join, casefold, Vectorscan scan, allowed patterns");
   CLI11_PARSE(app, argc, argv);
 
@@ -235,7 +239,32 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "matcher_bench: %s\n", rules.error().message.c_str());
         return 1;
       }
-      Matcher& matcher = *rules->matcher;
+      Matcher* chosen = rules->matcher.get();
+      std::unique_ptr<Matcher> layered;
+      if (layer > 0) {
+        // The state a live reload leaves until the background rebuild swaps in: the
+        // config's last `layer` strings compiled on their own, on top of the rest.
+        auto config = load_config_files(paths);
+        if (!config || config->banned.size() <= static_cast<size_t>(layer)) {
+          std::fprintf(stderr, "matcher_bench: --layered %d: cannot load a larger config\n", layer);
+          return 1;
+        }
+        ExecwhackerConfig older = *config;
+        older.banned.resize(older.banned.size() - static_cast<size_t>(layer));
+        auto base = Matcher::build(older);
+        if (!base) {
+          std::fprintf(stderr, "matcher_bench: %s\n", base.error().message.c_str());
+          return 1;
+        }
+        auto built = Matcher::build(*config, (*base)->base());
+        if (!built || !(*built)->layered()) {
+          std::fprintf(stderr, "matcher_bench: --layered %d: no layered matcher\n", layer);
+          return 1;
+        }
+        layered = std::move(*built);
+        chosen = layered.get();
+      }
+      Matcher& matcher = *chosen;
       for (const auto& name : cases) {
         std::string area = read_file(data + "/cases/" + name + ".argv");
         ExecView event;
@@ -280,10 +309,10 @@ int main(int argc, char** argv) {
         std::printf("%s\n", fmt::format(R"({{"impl": "cryptnono-cpp", "banned": {}, "allowed": {}, "case": "{}", )"
                                         R"("size": "{}", "kind": "{}", "bytes": {}, "verdict": "{}", "expect": "{}", )"
                                         R"("median_ns": {:.1f}, "min_ns": {:.1f}, "max_ns": {:.1f}, "p99_ns": {:.1f}, )"
-                                        R"("calls_per_rep": {}, "reps": {}, "samples": {}, "timer_overhead_ns": {}{}}})",
+                                        R"("calls_per_rep": {}, "reps": {}, "samples": {}, "timer_overhead_ns": {}, "layered": {}{}}})",
                                         nb, matcher.allowed_count(), name, name.substr(0, name.find('-')), kind, bytes,
                                         action_name(verdict), expect, s.median_ns, s.min_ns, s.max_ns, s.p99_ns,
-                                        s.calls_per_rep, reps, s.samples, overhead, steps)
+                                        s.calls_per_rep, reps, s.samples, overhead, layer, steps)
                                 .c_str());
         std::fflush(stdout);
       }

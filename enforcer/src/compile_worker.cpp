@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "cryptnono/fd.h"
@@ -24,9 +25,10 @@
 //   - glibc's malloc, which fork() makes safe: glibc takes every arena lock before forking
 //     and re-initialises them in the child (the libstdc++ operator new is malloc);
 //   - Vectorscan's compiler and hs_serialize_database, which allocate through that malloc
-//     and take no lock another thread of ours could hold: no thread compiles in-process
-//     (every compile runs in such a child), the others only scan, and hs_scan takes no
-//     lock;
+//     and take no lock another thread of ours could hold: the small compiles that run
+//     in-process (compile_literals_here) hold kCompileMutex, which fork() below waits for,
+//     so no compile is ever in flight in another thread at the fork; the other threads
+//     only scan, and hs_scan takes no lock;
 //   - raw system calls (prctl, write, close_range, _exit).
 // It never logs (spdlog has a mutex), never returns into the caller's code and leaves with
 // _exit, so no atexit handler or static destructor (ZeroMQ contexts, loggers) runs twice.
@@ -36,6 +38,9 @@
 namespace cryptnono::enforcer {
 
 namespace {
+
+// Held by an in-process compile for its whole length, and around fork() (see above).
+std::mutex kCompileMutex;
 
 constexpr uint32_t kMagic = 0x636e6e63;  // "cnnc"
 // The payload of a reply: the serialized database, or an error message.
@@ -201,7 +206,11 @@ tl::expected<hs_database*, CompileError> compile_literals_isolated(const std::ve
   UniqueFd read_end(fds[0]);
   UniqueFd write_end(fds[1]);
   const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
+  pid_t pid;
+  {
+    std::lock_guard<std::mutex> no_compile_in_flight(kCompileMutex);
+    pid = ::fork();
+  }
   if (pid < 0) return failure(std::string("cannot start the database compiler process: fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::close(fds[0]);
@@ -245,6 +254,24 @@ tl::expected<hs_database*, CompileError> compile_literals_isolated(const std::ve
   if (hs_error_t rc = hs_deserialize_database(payload->data(), static_cast<size_t>(h.length), &db); rc != HS_SUCCESS)
     return failure("cannot deserialize the compiled database (Vectorscan error " + std::to_string(rc) + ")");
   return db;
+}
+
+tl::expected<hs_database*, CompileError> compile_literals_here(const std::vector<const char*>& exprs,
+                                                                const std::vector<unsigned>& flags,
+                                                                const std::vector<unsigned>& ids,
+                                                                const std::vector<size_t>& lens, unsigned mode) {
+  if (flags.size() != exprs.size() || ids.size() != exprs.size() || lens.size() != exprs.size())
+    return tl::unexpected<CompileError>(CompileError{"compile_literals_here: arrays of different lengths", -1});
+  std::lock_guard<std::mutex> lock(kCompileMutex);
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  hs_error_t rc = hs_compile_lit_multi(exprs.data(), flags.data(), ids.data(), lens.data(),
+                                       static_cast<unsigned>(exprs.size()), mode, nullptr, &db, &err);
+  if (rc == HS_SUCCESS) return db;
+  CompileError error{err != nullptr && err->message != nullptr ? err->message : "unknown error",
+                     err != nullptr ? err->expression : -1};
+  if (err != nullptr) hs_free_compile_error(err);
+  return tl::unexpected<CompileError>(std::move(error));
 }
 
 }  // namespace cryptnono::enforcer

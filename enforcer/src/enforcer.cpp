@@ -122,26 +122,31 @@ void Enforcer::stop() {
   (void)!::write(wake_.get(), &one, sizeof one);
 }
 
-void Enforcer::install_update(std::function<void(Detector&)> update) {
+void Enforcer::install_update(std::function<void(Detector&)> update, bool same_rules) {
   {
     std::lock_guard<std::mutex> lock(pending_mutex_);
     pending_ = std::move(update);  // an older pending one that never served is dropped
-    pending_generation_ = counters_.config_generation.fetch_add(1) + 1;
-    counters_.config_reloads.fetch_add(1);
+    if (same_rules) {
+      // The rules of the latest generation (pending or serving), held another way.
+      pending_generation_ = counters_.config_generation.load();
+    } else {
+      pending_generation_ = counters_.config_generation.fetch_add(1) + 1;
+      counters_.config_reloads.fetch_add(1);
+    }
     pending_ready_.store(true, std::memory_order_release);
   }
   uint64_t one = 1;
   (void)!::write(wake_.get(), &one, sizeof one);
 }
 
-void Enforcer::install(std::unique_ptr<Matcher> matcher) {
+void Enforcer::install(std::unique_ptr<Matcher> matcher, bool same_rules) {
   // std::function needs a copyable callable: the matcher travels in a shared holder and
   // is moved out when the update runs.
   auto holder = std::make_shared<std::unique_ptr<Matcher>>(std::move(matcher));
   install_update([holder](Detector& d) {
     // install() is only used with the execwhacker detector (create() with a Matcher).
     static_cast<ExecwhackerDetector&>(d).set_matcher(std::move(*holder));
-  });
+  }, same_rules);
 }
 
 void Enforcer::count_reload_failure() { counters_.config_reload_failures.fetch_add(1); }

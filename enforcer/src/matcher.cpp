@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "cryptnono/enforcer/compile_worker.h"
 #include "cryptnono/enforcer/text.h"
@@ -91,10 +92,41 @@ class Counters {
 
 }  // namespace
 
-// The state of one scan: the best (earliest-ending) unglued occurrence so far.
+struct Matcher::Compiled {
+  // A banned string whose anchor is a given Vectorscan literal, and where in the string
+  // that anchor starts.
+  struct Candidate {
+    uint32_t banned;
+    uint32_t anchor_offset;
+  };
+  struct DatabaseDeleter {
+    void operator()(hs_database* db) const { hs_free_database(db); }
+  };
+  // Casefolded, distinct.
+  std::vector<std::string> banned;
+  // Candidates grouped by the Vectorscan literal (id) they are found by: those of literal
+  // g are candidates[group_begin[g] .. group_begin[g + 1]). Most groups hold one.
+  std::vector<Candidate> candidates;
+  std::vector<uint32_t> group_begin;
+  std::unique_ptr<hs_database, DatabaseDeleter> database;
+
+  // Picks the anchors and fills candidates / group_begin; returns the literal of each
+  // group (a view into banned).
+  std::vector<std::string_view> choose_anchors();
+  size_t database_bytes() const {
+    size_t size = 0;
+    if (database && hs_database_size(database.get(), &size) == HS_SUCCESS) return size;
+    return 0;
+  }
+};
+
+// The state of one scan: the best (earliest-ending) unglued occurrence so far, over every
+// part scanned.
 struct Matcher::ScanState {
-  const Matcher* matcher;
   std::string_view text;
+  const Compiled* part = nullptr;
+  const uint8_t* live = nullptr;
+  uint32_t first = 0;
   int best = -1;
   size_t best_start = 0;
   size_t best_end = 0;
@@ -108,13 +140,14 @@ struct Matcher::ScanState {
 int Matcher::on_anchor(unsigned id, unsigned long long /*from*/, unsigned long long to, unsigned /*flags*/,
                        void* context) {
   auto* st = static_cast<ScanState*>(context);
-  const Matcher& m = *st->matcher;
+  const Compiled& part = *st->part;
   const size_t anchor_end = static_cast<size_t>(to);
   if (st->best >= 0 && anchor_end >= st->best_end) return 1;
   const std::string_view text = st->text;
-  for (uint32_t c = m.group_begin_[id]; c < m.group_begin_[id + 1]; ++c) {
-    const Candidate cand = m.candidates_[c];
-    const std::string& s = m.banned_[cand.banned];
+  for (uint32_t c = part.group_begin[id]; c < part.group_begin[id + 1]; ++c) {
+    const Compiled::Candidate cand = part.candidates[c];
+    if (st->live != nullptr && st->live[cand.banned] == 0) continue;  // no longer in the config
+    const std::string& s = part.banned[cand.banned];
     size_t before = cand.anchor_offset + std::min(kAnchorLength, s.size());  // bytes up to the anchor's end
     if (anchor_end < before) continue;
     size_t start = anchor_end - before;
@@ -123,25 +156,16 @@ int Matcher::on_anchor(unsigned id, unsigned long long /*from*/, unsigned long l
     if (st->best >= 0 && end >= st->best_end) continue;  // not earlier: the one found first stays
     if (std::memcmp(text.data() + start, s.data(), s.size()) != 0) continue;
     if (word_char_before(text, start) || word_char_at(text, end)) continue;  // glued: keep looking
-    st->best = static_cast<int>(cand.banned);
+    st->best = static_cast<int>(st->first + cand.banned);
     st->best_start = start;
     st->best_end = end;
   }
   return st->best >= 0 && st->best_end <= anchor_end ? 1 : 0;
 }
 
-// Each banned string is found through one eight-byte window of it (its anchor), chosen so
-// that as few strings as possible share one: Vectorscan's cost of a match grows with the
-// number of literals sharing its last eight bytes (it confirms each of them: 100,000 pool
-// host names share "pool.com"-like endings by the thousand, ~3 ns each, on every glued or
-// standalone hit), while a unique anchor costs one comparison here. Among windows not yet
-// taken, the one occurring in the fewest banned strings overall is preferred: a window
-// common to many (a shared host-name part, "stratum+") is also the one most likely to
-// turn up in command lines near a banned one. Short literals also compile faster (about
-// 4 s of CPU against 6 s for the full strings at 100,000).
-std::vector<std::string_view> Matcher::choose_anchors() {
+std::vector<std::string_view> Matcher::Compiled::choose_anchors() {
   constexpr size_t kLen = kAnchorLength;
-  const size_t n = banned_.size();
+  const size_t n = banned.size();
   // How many banned strings hold each window, approximately: a count-min sketch (two
   // hashed counters per window, the smaller one counts; a collision only over-counts,
   // making a window look commoner than it is). Sized at 8 counters per window: with fewer,
@@ -150,14 +174,14 @@ std::vector<std::string_view> Matcher::choose_anchors() {
   // (32 MiB at 100,000 strings): freeing a chunk that large would raise glibc's mmap
   // threshold, and the database deserialized next would land in the heap.
   size_t windows = 0;
-  for (const auto& s : banned_) windows += s.size() >= kLen ? s.size() - kLen + 1 : 0;
+  for (const auto& s : banned) windows += s.size() >= kLen ? s.size() - kLen + 1 : 0;
   unsigned bits = 12;
   while (bits < 25 && (size_t{1} << bits) < windows * 8) ++bits;
   Counters seen(size_t{1} << bits);
   auto slot1 = [&](uint64_t w) { return static_cast<size_t>(mix(w) >> (64 - bits)); };
   auto slot2 = [&](uint64_t w) { return static_cast<size_t>((w * 0xC2B2AE3D27D4EB4Full) >> (64 - bits)); };
   auto estimate = [&](uint64_t w) { return std::min(seen[slot1(w)], seen[slot2(w)]); };
-  for (const auto& s : banned_) {
+  for (const auto& s : banned) {
     for (size_t k = 0; k + kLen <= s.size(); ++k) {
       uint64_t w = load8(s.data() + k);
       for (size_t i : {slot1(w), slot2(w)})
@@ -169,21 +193,21 @@ std::vector<std::string_view> Matcher::choose_anchors() {
   std::vector<uint32_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
   std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return banned_[a].size() < banned_[b].size(); });
+                   [&](uint32_t a, uint32_t b) { return banned[a].size() < banned[b].size(); });
 
   AnchorTable table(n);
   std::vector<uint32_t> group_of(n);
   std::vector<uint32_t> group_size;
   std::vector<std::string_view> literals;
   for (uint32_t i : order) {
-    const std::string& s = banned_[i];
+    const std::string& s = banned[i];
     Candidate cand{i, 0};
     if (s.size() < kLen) {
       // Its own literal; never shared (the strings are distinct).
       group_of[i] = static_cast<uint32_t>(literals.size());
       literals.push_back(s);
       group_size.push_back(1);
-      candidates_.push_back(cand);
+      candidates.push_back(cand);
       continue;
     }
     // From the end: ties go to the window nearest the end of the string, so the scan can
@@ -211,38 +235,99 @@ std::vector<std::string_view> Matcher::choose_anchors() {
     }
     ++group_size[g];
     group_of[i] = g;
-    candidates_.push_back(cand);
+    candidates.push_back(cand);
   }
 
   // Group the candidates by literal (a counting sort), keeping the banned strings' order
   // within a group.
-  group_begin_.assign(literals.size() + 1, 0);
-  for (size_t g = 0; g < literals.size(); ++g) group_begin_[g + 1] = group_begin_[g] + group_size[g];
-  std::vector<Candidate> grouped(candidates_.size());
-  std::vector<uint32_t> next(group_begin_.begin(), group_begin_.end() - 1);
+  group_begin.assign(literals.size() + 1, 0);
+  for (size_t g = 0; g < literals.size(); ++g) group_begin[g + 1] = group_begin[g] + group_size[g];
+  std::vector<Candidate> grouped(candidates.size());
+  std::vector<uint32_t> next(group_begin.begin(), group_begin.end() - 1);
   std::vector<Candidate> by_banned(n);
-  for (const auto& c : candidates_) by_banned[c.banned] = c;
+  for (const auto& c : candidates) by_banned[c.banned] = c;
   for (uint32_t i = 0; i < n; ++i) grouped[next[group_of[i]]++] = by_banned[i];
-  candidates_ = std::move(grouped);
+  candidates = std::move(grouped);
   return literals;
 }
 
-void Matcher::DatabaseDeleter::operator()(hs_database* db) const { hs_free_database(db); }
 void Matcher::ScratchDeleter::operator()(hs_scratch* s) const { hs_free_scratch(s); }
 
 Matcher::~Matcher() = default;
 
-Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config) {
+namespace {
+
+// Up to this many strings compile in-process (see compile_literals_here).
+constexpr size_t kCompileHereMax = 1000;
+
+// Compiles `strings` (casefolded, distinct, not empty) into a part of their own. A string
+// Vectorscan rejects is reported at the first config entry that holds it.
+Result<std::shared_ptr<Matcher::Compiled>> compile_part(std::vector<std::string> strings,
+                                                        const ExecwhackerConfig& config) {
+  auto part = std::make_shared<Matcher::Compiled>();
+  part->banned = std::move(strings);
+  if (part->banned.size() > std::numeric_limits<unsigned>::max()) return fail("too many banned strings");
+  const std::vector<std::string_view> literals = part->choose_anchors();
+  std::vector<const char*> exprs;
+  // Exact: the text is casefolded and so are the literals (caseless matching would only
+  // add ASCII case variants that casefolded text never holds).
+  std::vector<unsigned> flags(literals.size(), 0);
+  std::vector<unsigned> ids;
+  std::vector<size_t> lens;
+  exprs.reserve(literals.size());
+  ids.reserve(literals.size());
+  lens.reserve(literals.size());
+  for (size_t i = 0; i < literals.size(); ++i) {
+    exprs.push_back(literals[i].data());
+    ids.push_back(static_cast<unsigned>(i));
+    lens.push_back(literals[i].size());
+  }
+  // Compiled in a short-lived child process: the compiler's working memory (~20 times the
+  // database, about 300 MiB for 100,000 strings) never enters this process, which only
+  // receives the database (compile_worker.h). A few strings (a reload's layer) compile
+  // here: the child would cost more than their compile.
+  auto compiled = part->banned.size() <= kCompileHereMax
+                      ? compile_literals_here(exprs, flags, ids, lens, HS_MODE_BLOCK)
+                      : compile_literals_isolated(exprs, flags, ids, lens, HS_MODE_BLOCK);
+  if (!compiled) {
+    std::string message = compiled.error().message;
+    int bad = compiled.error().expression;
+    if (bad >= 0 && static_cast<size_t>(bad) < literals.size()) {
+      // Find the first entry whose string has this anchor, to point at its line.
+      const std::string& folded = part->banned[part->candidates[part->group_begin[static_cast<size_t>(bad)]].banned];
+      for (const auto& e : config.banned)
+        if (casefold(e.value) == folded) return fail(where(e, kBannedKey) + ": cannot compile: " + message);
+    }
+    return fail("cannot compile banned strings: " + message);
+  }
+  part->database.reset(*compiled);
+  return part;
+}
+
+// A layer is compiled alone when it is at most this many strings, or a quarter of the
+// config if that is more: 25,000 of 100,000 compile in about a second.
+constexpr size_t kMinLayer = 1000;
+
+}  // namespace
+
+Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config, std::shared_ptr<const Compiled> reuse,
+                                                BuildStats* stats) {
   std::unique_ptr<Matcher> m(new Matcher());
+  BuildStats local;
+  BuildStats& st = stats != nullptr ? *stats : local;
+  st = {};
 
   // Banned strings are casefolded as the command lines are, then de-duplicated (the
   // same string in two merged files is one literal).
-  std::unordered_map<std::string, size_t> seen;
-  seen.reserve(config.banned.size());
-  for (const auto& e : config.banned) {
-    std::string folded = casefold(e.value);
-    if (folded.empty()) return fail(where(e, kBannedKey) + ": empty string");
-    if (seen.emplace(folded, m->banned_.size()).second) m->banned_.push_back(std::move(folded));
+  std::vector<std::string> wanted;
+  {
+    std::unordered_set<std::string> seen;
+    seen.reserve(config.banned.size());
+    for (const auto& e : config.banned) {
+      std::string folded = casefold(e.value);
+      if (folded.empty()) return fail(where(e, kBannedKey) + ": empty string");
+      if (seen.insert(folded).second) wanted.push_back(std::move(folded));
+    }
   }
 
   for (const auto& e : config.allowed) {
@@ -266,44 +351,61 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config)
   }
 
   // Vectorscan refuses an empty database: with no banned strings nothing ever matches.
-  if (m->banned_.empty()) return m;
-  if (m->banned_.size() > std::numeric_limits<unsigned>::max()) return fail("too many banned strings");
+  if (wanted.empty()) return m;
+  m->banned_count_ = wanted.size();
 
-  const std::vector<std::string_view> literals = m->choose_anchors();
-  std::vector<const char*> exprs;
-  // Exact: the text is casefolded and so are the literals (caseless matching would only
-  // add ASCII case variants that casefolded text never holds).
-  std::vector<unsigned> flags(literals.size(), 0);
-  std::vector<unsigned> ids;
-  std::vector<size_t> lens;
-  exprs.reserve(literals.size());
-  ids.reserve(literals.size());
-  lens.reserve(literals.size());
-  for (size_t i = 0; i < literals.size(); ++i) {
-    exprs.push_back(literals[i].data());
-    ids.push_back(static_cast<unsigned>(i));
-    lens.push_back(literals[i].size());
-  }
-  hs_database_t* db = nullptr;
-  // Compiled in a short-lived child process: the compiler's working memory (~20 times the
-  // database, about 300 MiB for 100,000 strings) never enters this process, which only
-  // receives the database (compile_worker.h).
-  auto compiled = compile_literals_isolated(exprs, flags, ids, lens, HS_MODE_BLOCK);
-  if (!compiled) {
-    std::string message = compiled.error().message;
-    int bad = compiled.error().expression;
-    if (bad >= 0 && static_cast<size_t>(bad) < literals.size()) {
-      // Find the first entry whose string has this anchor, to point at its line.
-      const std::string& folded = m->banned_[m->candidates_[m->group_begin_[static_cast<size_t>(bad)]].banned];
-      for (const auto& e : config.banned)
-        if (casefold(e.value) == folded) return fail(where(e, kBannedKey) + ": cannot compile: " + message);
+  // Layered on `reuse` when the difference is small (see the header).
+  std::vector<std::string> added;
+  if (reuse && reuse->database) {
+    const std::vector<std::string>& old = reuse->banned;
+    std::unordered_map<std::string_view, uint32_t> index;
+    index.reserve(old.size());
+    for (size_t i = 0; i < old.size(); ++i) index.emplace(old[i], static_cast<uint32_t>(i));
+    std::vector<uint8_t> live(old.size(), 0);
+    size_t kept = 0;
+    for (const auto& w : wanted) {
+      auto it = index.find(w);
+      if (it == index.end()) {
+        added.push_back(w);
+      } else {
+        live[it->second] = 1;
+        ++kept;
+      }
     }
-    return fail("cannot compile banned strings: " + message);
+    const size_t disabled = old.size() - kept;
+    if (kept > 0 && added.size() <= std::max(kMinLayer, wanted.size() / 4) && disabled <= old.size() / 2) {
+      m->base_ = std::move(reuse);
+      m->base_live_ = kept;
+      if (disabled > 0) m->live_ = std::move(live);
+      st.reused = kept;
+      st.disabled = disabled;
+    } else {
+      added.clear();  // too different: the whole config is compiled
+    }
   }
-  db = *compiled;
-  m->database_.reset(db);
+
   hs_scratch_t* scratch = nullptr;
-  if (hs_alloc_scratch(db, &scratch) != HS_SUCCESS) return fail("cannot allocate Vectorscan scratch space");
+  if (m->base_) {
+    if (!added.empty()) {
+      st.compiled = added.size();
+      auto layer = compile_part(std::move(added), config);
+      if (!layer) return tl::unexpected(layer.error());
+      m->layer_ = std::move(*layer);
+    }
+  } else {
+    st.compiled = wanted.size();
+    auto whole = compile_part(std::move(wanted), config);
+    if (!whole) return tl::unexpected(whole.error());
+    m->base_ = std::move(*whole);
+    m->base_live_ = m->base_->banned.size();
+  }
+  // Scratch space is per matcher (the event thread's), sized for both databases.
+  for (const Compiled* part : {m->base_.get(), m->layer_.get()}) {
+    if (part != nullptr && hs_alloc_scratch(part->database.get(), &scratch) != HS_SUCCESS) {
+      if (scratch != nullptr) hs_free_scratch(scratch);
+      return fail("cannot allocate Vectorscan scratch space");
+    }
+  }
   m->scratch_.reset(scratch);
   // One scan here, on the building thread, so the event thread's first real scan does not
   // pay for cold scratch and database pages.
@@ -311,21 +413,39 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config)
   return m;
 }
 
+bool Matcher::scan(const Compiled& part, const uint8_t* live, uint32_t first, ScanState& state) {
+  state.part = &part;
+  state.live = live;
+  state.first = first;
+  hs_error_t rc = hs_scan(part.database.get(), state.text.data(), static_cast<unsigned>(state.text.size()), 0,
+                          scratch_.get(), on_anchor, &state);
+  return rc == HS_SUCCESS || rc == HS_SCAN_TERMINATED;
+}
+
 Matcher::Match Matcher::find_banned(std::string_view folded) {
   Match result;
-  if (!database_) return result;
+  if (!base_) return result;
   // A command line is at most a few MiB (the collector and /proc reads bound it); hs_scan
   // takes an unsigned length.
   if (folded.size() > std::numeric_limits<unsigned>::max()) folded = folded.substr(0, std::numeric_limits<unsigned>::max());
-  ScanState state{this, folded};
-  hs_error_t rc = hs_scan(database_.get(), folded.data(), static_cast<unsigned>(folded.size()), 0, scratch_.get(),
-                          on_anchor, &state);
-  if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) result.scan_failed = true;
+  ScanState state;
+  state.text = folded;
+  bool ok = true;
+  if (base_live_ > 0) ok = scan(*base_, live_.empty() ? nullptr : live_.data(), 0, state);
+  // The layer's occurrences count only if they end earlier than the base's best (its scan
+  // stops at the first anchor ending at or after it).
+  if (ok && layer_) ok = scan(*layer_, nullptr, static_cast<uint32_t>(base_->banned.size()), state);
+  if (!ok) result.scan_failed = true;
   if (state.best >= 0) {
     result.banned = state.best;
     result.offset = state.best_start;
   }
   return result;
+}
+
+const std::string& Matcher::banned(size_t i) const {
+  const size_t in_base = base_->banned.size();
+  return i < in_base ? base_->banned[i] : layer_->banned[i - in_base];
 }
 
 int Matcher::find_allowed(std::string_view folded) const {
@@ -353,9 +473,7 @@ Matcher::Match Matcher::match(std::string_view folded) {
 }
 
 size_t Matcher::database_bytes() const {
-  size_t size = 0;
-  if (database_ && hs_database_size(database_.get(), &size) == HS_SUCCESS) return size;
-  return 0;
+  return (base_ ? base_->database_bytes() : 0) + (layer_ ? layer_->database_bytes() : 0);
 }
 
 }  // namespace cryptnono::enforcer

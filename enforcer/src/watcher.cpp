@@ -249,26 +249,72 @@ void FileWatcher::reload(const char* why) {
 
 Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::string> paths,
                                                             std::vector<std::string> initial_contents,
+                                                            std::shared_ptr<const Matcher::Compiled> serving,
                                                             Callbacks callbacks, std::shared_ptr<spdlog::logger> log,
                                                             int hup_fd, int settle_ms) {
   std::unique_ptr<ConfigWatcher> w(new ConfigWatcher());
   FileSnapshot initial{paths, std::move(initial_contents)};
-  auto apply = [callbacks, log](const FileSnapshot& snap, const char* why) -> Result<void> {
+  // The whole-built database of the matcher serving now: a reload that changes a few
+  // strings compiles only those and reuses it (Matcher::build). Only this thread uses it.
+  auto base = std::make_shared<std::shared_ptr<const Matcher::Compiled>>(std::move(serving));
+  auto apply = [callbacks, log, base](const FileSnapshot& snap, const char* why) -> Result<void> {
+    using Clock = std::chrono::steady_clock;
+    auto ms_since = [](Clock::time_point t) {
+      return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+    };
+    const auto start = Clock::now();
     ExecwhackerConfig merged;
     for (size_t i = 0; i < snap.paths.size(); ++i) {
       auto parsed = parse_config(snap.contents[i], snap.paths[i]);
       if (!parsed) return tl::unexpected(parsed.error());
       merge_config(merged, std::move(*parsed));
     }
-    auto build_start = std::chrono::steady_clock::now();
-    auto matcher = Matcher::build(merged);
-    auto build_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - build_start).count();
+    const auto build_start = Clock::now();
+    Matcher::BuildStats stats;
+    auto matcher = Matcher::build(merged, *base, &stats);
+    const double build_ms = ms_since(build_start);
     if (!matcher) return tl::unexpected(matcher.error());
     for (const auto& warning : merged.warnings) log->warn("{}", warning);
-    log->info("config reloaded ({}): {} banned strings, {} allowed patterns (compiled in {:.0f} ms)", why,
-              (*matcher)->banned_count(), (*matcher)->allowed_count(), build_ms);
+    const bool layered = (*matcher)->layered();
+    if (stats.layered()) {
+      log->info(
+          "config reloaded ({}): {} banned strings, {} allowed patterns (in force {:.0f} ms after the change was "
+          "read; strings compiled: {}, reused from the serving database: {}, disabled: {}{})",
+          why, (*matcher)->banned_count(), (*matcher)->allowed_count(), ms_since(start), stats.compiled, stats.reused,
+          stats.disabled, layered ? "; the whole database is rebuilt in the background" : "");
+    } else {
+      log->info("config reloaded ({}): {} banned strings, {} allowed patterns (compiled in {:.0f} ms)", why,
+                (*matcher)->banned_count(), (*matcher)->allowed_count(), build_ms);
+    }
+    *base = (*matcher)->base();
     if (callbacks.install) callbacks.install(std::move(*matcher));
+    if (!layered) return {};
+
+    // The layered matcher scans two databases and keeps the disabled strings: rebuild
+    // the config whole, while it serves, and swap. The rules are the same. The parsed
+    // config's file names and warnings go first (a string each per entry: megabytes at
+    // 100,000), so the build's allocations reuse their memory instead of landing above it.
+    ExecwhackerConfig slim;
+    slim.allowed = std::move(merged.allowed);
+    slim.banned.reserve(merged.banned.size());
+    for (auto& e : merged.banned) slim.banned.push_back(ConfigEntry{std::move(e.value), {}, e.index, e.line});
+    merged = ExecwhackerConfig{};
+    const auto whole_start = Clock::now();
+    auto whole = Matcher::build(slim);
+    if (!whole) {
+      log->warn("rebuilding the config database whole failed (the layered one keeps serving): {}",
+                whole.error().message);
+      return {};
+    }
+    log->info("config database rebuilt whole in the background: {} banned strings in one database (compiled in "
+              "{:.0f} ms); it replaces the layered one",
+              (*whole)->banned_count(), ms_since(whole_start));
+    *base = (*whole)->base();
+    if (callbacks.compacted) {
+      callbacks.compacted(std::move(*whole));
+    } else if (callbacks.install) {
+      callbacks.install(std::move(*whole));
+    }
     return {};
   };
   auto files = FileWatcher::start(WatchSpec{std::move(paths), false}, std::move(initial), std::move(apply),

@@ -367,6 +367,14 @@ class PipelineTest(unittest.TestCase):
         write_config(plain, [first, second])  # edited in place
         wait_for(lambda: run_banned_shell(second, sleep="0.5")[0] == -signal.SIGKILL, 15,
                  "the edited config to kill the new string")
+        # One string more: only it was compiled, on top of the serving database; the whole
+        # database is then rebuilt in the background and swapped in, and keeps killing.
+        self.assertRegex(p.log("enforcer"), r"in force \d+ ms after the change was read; strings compiled: 1, "
+                                            r"reused from the serving database: 1, disabled: 0")
+        wait_for(lambda: "config database rebuilt whole in the background: 2 banned strings" in p.log("enforcer"),
+                 15, "the background rebuild")
+        code, _ = run_banned_shell(second, sleep="0.5")
+        self.assertEqual(code, -signal.SIGKILL, "the rebuilt database kills the new string")
 
         new = os.path.join(k8s, "..2026_01_01_00_00_01.2")
         os.makedirs(new)

@@ -227,7 +227,58 @@ TEST(CompileWorker, RejectedLiteralComesBackWithItsIndexAndMessage) {
     EXPECT_EQ(isolated.error().expression, want_index);
     EXPECT_EQ(isolated.error().message, want_message);
     EXPECT_TRUE(reaped(stats.child));
+
+    auto here = compile_literals_here(l.exprs, l.flags, l.ids, l.lens, HS_MODE_BLOCK);
+    ASSERT_FALSE(here);
+    EXPECT_EQ(here.error().expression, want_index);
+    EXPECT_EQ(here.error().message, want_message);
   }
+}
+
+// The in-process compile (a reload's few new strings) gives the same database, and a
+// compile child forked from another thread meanwhile still compiles: the fork waits for
+// the in-process compile to finish, so the child never inherits one half-done.
+TEST(CompileWorker, InProcessCompileMatchesAndForksFromOtherThreadsStillWork) {
+  Literals small = random_literals(800, 99);
+  Literals big = random_literals(3000, 100);
+  std::atomic<bool> stop{false};
+  std::atomic<int> here_ok{0}, here_failed{0};
+  std::thread compiler([&] {
+    while (!stop.load()) {
+      auto db = compile_literals_here(small.exprs, small.flags, small.ids, small.lens, HS_MODE_BLOCK);
+      if (db) {
+        ++here_ok;
+        hs_free_database(*db);
+      } else {
+        ++here_failed;
+      }
+      // std::mutex is not fair: without a pause this loop would starve the fork.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  for (int i = 0; i < 3; ++i) {
+    CompileStats stats;
+    auto isolated = compile_literals_isolated(big.exprs, big.flags, big.ids, big.lens, HS_MODE_BLOCK, &stats);
+    ASSERT_TRUE(isolated) << isolated.error().message;
+    EXPECT_TRUE(reaped(stats.child));
+    hs_free_database(*isolated);
+  }
+  stop = true;
+  compiler.join();
+  EXPECT_GT(here_ok.load(), 0);
+  EXPECT_EQ(here_failed.load(), 0);
+
+  std::vector<std::string> texts;
+  for (size_t i = 0; i < small.strings.size(); i += 7) texts.push_back("/bin/x --o " + small.strings[i] + " y");
+  auto here = compile_literals_here(small.exprs, small.flags, small.ids, small.lens, HS_MODE_BLOCK);
+  auto isolated = compile_literals_isolated(small.exprs, small.flags, small.ids, small.lens, HS_MODE_BLOCK);
+  ASSERT_TRUE(here) << here.error().message;
+  ASSERT_TRUE(isolated) << isolated.error().message;
+  Hits got = scan_all(*here, texts);
+  EXPECT_GE(got.size(), texts.size());
+  EXPECT_EQ(got, scan_all(*isolated, texts));
+  hs_free_database(*here);
+  hs_free_database(*isolated);
 }
 
 TEST(CompileWorker, MismatchedArraysAreRefusedWithoutAChild) {
@@ -323,7 +374,8 @@ TEST(CompileWorker, ReloadWhoseCompilerIsKilledIsRefusedAndTheNextOneInstalls) {
                                        ++installed;
                                      },
                                      [&] { ++failed; }};
-  auto watcher = ConfigWatcher::start({path}, {initial}, std::move(callbacks), log, -1, 20);
+  // No serving database to build on: every reload here compiles the whole config.
+  auto watcher = ConfigWatcher::start({path}, {initial}, nullptr, std::move(callbacks), log, -1, 20);
   ASSERT_TRUE(watcher) << watcher.error().message;
 
   write_atomically(config_text(banned));

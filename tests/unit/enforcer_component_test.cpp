@@ -72,6 +72,7 @@ class EnforcerLoop : public ::testing::Test {
     options.dry_run = dry_run;
     options.stats_interval_ms = stats_interval_ms_;
     options.no_match_batch_ms = no_match_batch_ms_;
+    auto serving = rules->matcher->base();
     auto e = Enforcer::create(ctx_, options, killer_, std::move(rules->matcher), log_);
     ASSERT_TRUE(e) << e.error().message;
     enforcer_ = std::move(*e);
@@ -82,8 +83,13 @@ class EnforcerLoop : public ::testing::Test {
 
     Enforcer* raw = enforcer_.get();
     ConfigWatcher::Callbacks callbacks{[raw](std::unique_ptr<Matcher> m) { raw->install(std::move(m)); },
-                                       [raw] { raw->count_reload_failure(); }};
-    auto w = ConfigWatcher::start({config_path_}, std::move(rules->contents), std::move(callbacks), log_, -1, 20);
+                                       [raw] { raw->count_reload_failure(); },
+                                       [this, raw](std::unique_ptr<Matcher> m) {
+                                         raw->install(std::move(m), true);
+                                         ++compacted_;
+                                       }};
+    auto w = ConfigWatcher::start({config_path_}, std::move(rules->contents), std::move(serving),
+                                  std::move(callbacks), log_, -1, 20);
     ASSERT_TRUE(w) << w.error().message;
     watcher_ = std::move(*w);
 
@@ -176,6 +182,7 @@ class EnforcerLoop : public ::testing::Test {
     return pred();
   }
 
+  std::atomic<int> compacted_{0};  // matchers rebuilt whole after a layered reload
   uint32_t no_match_batch_ms_ = EnforcerOptions{}.no_match_batch_ms;
   uint32_t stats_interval_ms_ = 100;
   zmq::context_t ctx_;
@@ -352,6 +359,42 @@ TEST_F(EnforcerLoop, EditingTheConfigOnDiskTakesEffectWithoutRestart) {
   ASSERT_TRUE(got3);
   EXPECT_EQ(got3->decision().getAction(), schema::Action::KILLED);
   EXPECT_EQ(counter("config_reload_failures"), 0u);
+}
+
+// A reload that adds and drops a string compiles only the new one on top of the serving
+// database (in force at once), then rebuilds the config whole in the background and
+// swaps it in: the same rules, so one config generation and one reload.
+TEST_F(EnforcerLoop, AReloadOfAFewStringsIsLayeredThenRebuiltWholeAsTheSameGeneration) {
+  const std::string dropped = testing::random_token(), added = testing::random_token();
+  start(testing::config_json({token_, dropped}));
+  testing::replace_file(config_path_, testing::config_json({token_, added}));
+  ASSERT_TRUE(eventually([&] { return enforcer_->config_generation() == 2; }));
+  auto judge = [&](const std::string& arg) {
+    Child child(dir_, arg);
+    publish(event_for(child));
+    auto got = await_decision(child.pid());
+    EXPECT_TRUE(got);
+    auto action = got ? got->decision().getAction() : schema::Action::ERROR;
+    if (got) {
+      EXPECT_EQ(got->decision().getConfigGeneration(), 2u);
+    }
+    if (action == schema::Action::KILLED) {
+      EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+    } else {
+      EXPECT_TRUE(child.alive());
+    }
+    return action;
+  };
+  EXPECT_EQ(judge(added), schema::Action::KILLED);
+  EXPECT_EQ(judge(dropped), schema::Action::NO_MATCH);
+  EXPECT_EQ(judge(token_), schema::Action::KILLED);
+
+  ASSERT_TRUE(eventually([&] { return compacted_.load() == 1; }));
+  EXPECT_EQ(judge(added), schema::Action::KILLED);
+  EXPECT_EQ(judge(dropped), schema::Action::NO_MATCH);
+  EXPECT_EQ(judge(token_), schema::Action::KILLED);
+  EXPECT_EQ(enforcer_->config_generation(), 2u);
+  EXPECT_EQ(counter("config_reloads"), 1u);
 }
 
 TEST_F(EnforcerLoop, ABadEditIsRefusedAndTheOldConfigKeepsKilling) {

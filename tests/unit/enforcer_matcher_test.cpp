@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -139,18 +140,22 @@ TEST(Matcher, StringsAsLongAsOneAnchorOrShorter) {
   EXPECT_FALSE(match(*m, "abcdefghijk").found());  // glued
 }
 
+// A random string of min..max characters from "ab-": banned strings and texts made of it
+// share windows and overlap each other.
+std::string random_ab(std::mt19937& rng, size_t min, size_t max) {
+  static constexpr char kChars[] = "ab-";
+  std::string s(min + rng() % (max - min + 1), 'a');
+  for (auto& c : s) c = kChars[rng() % 3];
+  return s;
+}
+
 // Against a naive scan: random strings over a tiny alphabet, so that banned strings share
 // windows and overlap each other in the text. The matcher must find an unglued
 // occurrence exactly when there is one, report one that is really there, and report one
 // that ends first.
 TEST(Matcher, AgreesWithANaiveScanOnOverlappingStrings) {
   std::mt19937 rng(7);
-  auto random_string = [&](size_t min, size_t max) {
-    static constexpr char kChars[] = "ab-";
-    std::string s(min + rng() % (max - min + 1), 'a');
-    for (auto& c : s) c = kChars[rng() % 3];
-    return s;
-  };
+  auto random_string = [&](size_t min, size_t max) { return random_ab(rng, min, max); };
   for (int round = 0; round < 20; ++round) {
     std::vector<std::string> banned;
     for (int i = 0; i < 40; ++i) banned.push_back(random_string(1, 14));
@@ -173,6 +178,154 @@ TEST(Matcher, AgreesWithANaiveScanOnOverlappingStrings) {
       EXPECT_EQ(r.offset + got.size(), naive_end) << text;
     }
   }
+}
+
+// A reload that changes a few strings builds on the serving matcher's database: only the
+// new strings are compiled, the dropped ones are disabled. Against a whole build of the
+// same config and a naive scan, on strings that overlap and share windows: the same
+// verdicts, a reported string that is in the new config and really there, ending first.
+TEST(Matcher, LayeredBuildAgreesWithAWholeBuildAndANaiveScan) {
+  std::mt19937 rng(11);
+  auto random_string = [&](size_t min, size_t max) { return random_ab(rng, min, max); };
+  int layered_rounds = 0;
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> old_banned, new_banned;
+    for (int i = 0; i < 40; ++i) old_banned.push_back(random_string(1, 14));
+    auto old_m = build(old_banned);
+    ASSERT_TRUE(old_m);
+    // Keep about four in five of the old strings, add ten new ones.
+    for (const auto& s : old_banned)
+      if (rng() % 5 != 0) new_banned.push_back(s);
+    for (int i = 0; i < 10; ++i) new_banned.push_back(random_string(1, 14));
+    Matcher::BuildStats stats;
+    auto layered = Matcher::build(make_config(new_banned), old_m->base(), &stats);
+    ASSERT_TRUE(layered) << layered.error().message;
+    auto whole = build(new_banned);
+    ASSERT_TRUE(whole);
+    Matcher& l = **layered;
+    ASSERT_EQ(l.banned_count(), whole->banned_count());
+    ASSERT_TRUE(stats.layered());
+    EXPECT_EQ(stats.reused + stats.compiled, l.banned_count());
+    EXPECT_EQ(stats.reused + stats.disabled, old_m->banned_count());
+    if (l.layered()) ++layered_rounds;
+    std::set<std::string> wanted;
+    for (const auto& s : new_banned) wanted.insert(s);
+    for (int t = 0; t < 300; ++t) {
+      std::string text = random_string(0, 60);
+      size_t naive_end = std::string::npos;
+      for (const auto& needle : wanted)
+        for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+          if (!word_char_before(text, pos) && !word_char_at(text, pos + needle.size()))
+            naive_end = std::min(naive_end, pos + needle.size());
+      auto r = l.match(text);
+      ASSERT_EQ(r.found(), naive_end != std::string::npos) << text;
+      ASSERT_EQ(whole->match(text).found(), r.found()) << text;
+      if (!r.found()) continue;
+      const std::string& got = l.banned(static_cast<size_t>(r.banned));
+      ASSERT_EQ(wanted.count(got), 1u) << got << " is not in the new config";
+      ASSERT_EQ(text.compare(r.offset, got.size(), got), 0) << text;
+      EXPECT_EQ(r.offset + got.size(), naive_end) << text;
+    }
+  }
+  EXPECT_GT(layered_rounds, 15);
+}
+
+TEST(Matcher, LayeredBuildCompilesOnlyTheNewStringsAndDisablesTheDroppedOnes) {
+  auto old_m = build({"Alpha-Miner", "beta-pool.example", "delta"});
+  ASSERT_TRUE(old_m);
+  Matcher::BuildStats stats;
+  auto built = Matcher::build(make_config({"beta-pool.example", "delta", "GAMMA-coin"}), old_m->base(), &stats);
+  ASSERT_TRUE(built) << built.error().message;
+  Matcher& m = **built;
+  EXPECT_EQ(stats.compiled, 1u);
+  EXPECT_EQ(stats.reused, 2u);
+  EXPECT_EQ(stats.disabled, 1u);
+  EXPECT_TRUE(m.layered());
+  EXPECT_EQ(m.base(), old_m->base());  // shared, not copied
+  EXPECT_EQ(m.banned_count(), 3u);
+  EXPECT_FALSE(match(m, "/opt/alpha-miner --threads 4").found());  // dropped
+  auto r = match(m, "/opt/x -o gamma-coin");                         // new, from the layer
+  ASSERT_TRUE(r.found());
+  EXPECT_EQ(m.banned(static_cast<size_t>(r.banned)), "gamma-coin");
+  r = match(m, "curl beta-pool.example/x");  // kept, from the base
+  ASSERT_TRUE(r.found());
+  EXPECT_EQ(m.banned(static_cast<size_t>(r.banned)), "beta-pool.example");
+  EXPECT_FALSE(match(m, "/opt/gamma-coins").found());  // the word rule holds in the layer too
+  // Both databases are scanned and the earlier-ending occurrence is reported, whichever
+  // database holds it.
+  r = match(m, "gamma-coin beta-pool.example");
+  ASSERT_TRUE(r.found());
+  EXPECT_EQ(m.banned(static_cast<size_t>(r.banned)), "gamma-coin");
+  r = match(m, "beta-pool.example gamma-coin");
+  ASSERT_TRUE(r.found());
+  EXPECT_EQ(m.banned(static_cast<size_t>(r.banned)), "beta-pool.example");
+  EXPECT_GT(m.database_bytes(), old_m->database_bytes());  // base + layer
+}
+
+TEST(Matcher, UnchangedBannedStringsAreNotCompiledAgain) {
+  auto old_m = build({"alpha-miner", "beta-pool"});
+  ASSERT_TRUE(old_m);
+  Matcher::BuildStats stats;
+  auto built = Matcher::build(make_config({"beta-pool", "ALPHA-miner", "beta-pool"}, {"^/usr/bin/safe"}),
+                              old_m->base(), &stats);
+  ASSERT_TRUE(built) << built.error().message;
+  EXPECT_EQ(stats.compiled, 0u);
+  EXPECT_EQ(stats.reused, 2u);
+  EXPECT_EQ(stats.disabled, 0u);
+  EXPECT_FALSE((*built)->layered());  // nothing to rebuild: it is the whole database
+  EXPECT_EQ((*built)->base(), old_m->base());
+  EXPECT_TRUE(match(**built, "/opt/alpha-miner").found());
+  EXPECT_EQ(match(**built, "/usr/bin/safe alpha-miner").allowed, 0);
+}
+
+TEST(Matcher, DroppingStringsOnlyCompilesNothing) {
+  auto old_m = build({"alpha-miner", "beta-pool", "gamma-coin"});
+  ASSERT_TRUE(old_m);
+  Matcher::BuildStats stats;
+  auto built = Matcher::build(make_config({"gamma-coin", "beta-pool"}), old_m->base(), &stats);
+  ASSERT_TRUE(built) << built.error().message;
+  EXPECT_EQ(stats.compiled, 0u);
+  EXPECT_EQ(stats.disabled, 1u);
+  EXPECT_TRUE((*built)->layered());  // holds a disabled string: rebuilt whole later
+  EXPECT_EQ((*built)->banned_count(), 2u);
+  EXPECT_FALSE(match(**built, "/opt/alpha-miner").found());
+  EXPECT_TRUE(match(**built, "/opt/gamma-coin").found());
+  // The old matcher is untouched: it serves until the swap.
+  EXPECT_TRUE(match(*old_m, "/opt/alpha-miner").found());
+}
+
+TEST(Matcher, AConfigFarFromTheServingOneIsCompiledWhole) {
+  std::vector<std::string> old_banned, many_new;
+  for (int i = 0; i < 3000; ++i) old_banned.push_back("cnnt-old-" + std::to_string(i));
+  for (int i = 0; i < 1200; ++i) many_new.push_back("cnnt-new-" + std::to_string(i));
+  auto old_m = build(old_banned);
+  ASSERT_TRUE(old_m);
+
+  // 1,200 new strings: more than kMinLayer (1,000) and more than a quarter of 4,200.
+  std::vector<std::string> grown = old_banned;
+  grown.insert(grown.end(), many_new.begin(), many_new.end());
+  Matcher::BuildStats stats;
+  auto built = Matcher::build(make_config(grown), old_m->base(), &stats);
+  ASSERT_TRUE(built);
+  EXPECT_FALSE(stats.layered());
+  EXPECT_EQ(stats.compiled, grown.size());
+  EXPECT_FALSE((*built)->layered());
+  EXPECT_NE((*built)->base(), old_m->base());
+  EXPECT_TRUE(match(**built, "x cnnt-new-1199").found());
+
+  // More than half of the old strings dropped.
+  std::vector<std::string> shrunk(old_banned.begin(), old_banned.begin() + 1000);
+  built = Matcher::build(make_config(shrunk), old_m->base(), &stats);
+  ASSERT_TRUE(built);
+  EXPECT_FALSE(stats.layered());
+  EXPECT_EQ((*built)->banned_count(), 1000u);
+  EXPECT_FALSE(match(**built, "x cnnt-old-2999").found());
+
+  // Nothing in common.
+  built = Matcher::build(make_config({"cnnt-unrelated"}), old_m->base(), &stats);
+  ASSERT_TRUE(built);
+  EXPECT_FALSE(stats.layered());
+  EXPECT_EQ((*built)->banned_count(), 1u);
 }
 
 TEST(Matcher, BannedStringWithPunctuationAtItsEdgesStillNeedsNonWordNeighbours) {

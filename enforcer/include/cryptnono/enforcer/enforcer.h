@@ -70,9 +70,11 @@ class Enforcer {
   // event, with the detector; the old configuration serves until then. An older update
   // that has not run yet is dropped (it never served). Increments config_generation (and
   // config_reloads).
-  void install_update(std::function<void(Detector&)> update);
+  // `same_rules`: the update changes how the rules are held, not the rules (a database
+  // rebuilt whole after a layered build): config_generation and config_reloads stay.
+  void install_update(std::function<void(Detector&)> update, bool same_rules = false);
   // install_update for the execwhacker detector: swaps in a newly built matcher.
-  void install(std::unique_ptr<Matcher> matcher);
+  void install(std::unique_ptr<Matcher> matcher, bool same_rules = false);
   void count_reload_failure();
   uint64_t config_generation() const { return counters_.config_generation.load(); }
   // The counters published in stats messages, in the contract's order.

@@ -31,10 +31,39 @@ class Matcher {
     bool found() const { return banned >= 0; }
   };
 
+  // The compiled banned strings of one build (their Vectorscan database and the tables
+  // around it). Immutable once built, so matchers on different threads share one.
+  struct Compiled;
+
+  // What build() did with the banned strings.
+  struct BuildStats {
+    size_t compiled = 0;  // strings compiled by this build
+    size_t reused = 0;    // strings taken from `reuse`, compiled before
+    size_t disabled = 0;  // strings of `reuse` that the config no longer has
+    bool layered() const { return reused > 0; }
+  };
+
   // Casefolds and de-duplicates the banned strings, compiles them into one database and
   // every allowed pattern with RE2 (case-insensitive, anchored at the start, as Python's
   // re.match). A pattern RE2 rejects is an error naming its file, line, key and index.
-  static Result<std::unique_ptr<Matcher>> build(const ExecwhackerConfig& config);
+  //
+  // With `reuse` (base() of a matcher built before, normally the one serving), a config
+  // that differs from it by a few strings is not compiled whole: the strings `reuse`
+  // already has are matched through its database, the strings it has that the config
+  // dropped are disabled, and only the new ones are compiled, into a second, small
+  // database. Matching gives the same verdicts either way; a layered matcher scans twice
+  // (the small database adds tens of ns) and keeps the disabled strings in memory, so
+  // the caller rebuilds it whole in the background (build() without `reuse`) and swaps.
+  // A larger difference (more new strings than a quarter of the config, or more than
+  // half of `reuse` dropped) is compiled whole.
+  static Result<std::unique_ptr<Matcher>> build(const ExecwhackerConfig& config,
+                                                std::shared_ptr<const Compiled> reuse = nullptr,
+                                                BuildStats* stats = nullptr);
+  // The compiled strings a later build can reuse (the whole-built part: a layered
+  // matcher's base), or null when there are no banned strings.
+  std::shared_ptr<const Compiled> base() const { return base_; }
+  // Built on top of another matcher's database (see build()).
+  bool layered() const { return layer_ != nullptr || !live_.empty(); }
   // Bytes of a banned string that Vectorscan looks for (shorter strings: all of them).
   static constexpr size_t kAnchorLength = 8;
   ~Matcher();
@@ -54,9 +83,9 @@ class Matcher {
   // The first allowed pattern that matches at the start of `folded`, or -1. Thread-safe.
   int find_allowed(std::string_view folded) const;
 
-  const std::string& banned(size_t i) const { return banned_[i]; }          // casefolded
+  const std::string& banned(size_t i) const;  // casefolded; i as in Match::banned
   const std::string& allowed_pattern(size_t i) const { return allowed_source_[i]; }
-  size_t banned_count() const { return banned_.size(); }
+  size_t banned_count() const { return banned_count_; }
   size_t allowed_count() const { return allowed_.size(); }
   // Bytes of the compiled Vectorscan database (0 with no banned strings).
   size_t database_bytes() const;
@@ -64,34 +93,27 @@ class Matcher {
  private:
   Matcher() = default;
 
-  struct DatabaseDeleter {
-    void operator()(hs_database* db) const;
-  };
+  struct ScanState;
+  static int on_anchor(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void* context);
+  // Scans one compiled part; `live` (null: every string) masks disabled strings, `first`
+  // is the index of the part's first string in Match::banned. False on a scan error.
+  bool scan(const Compiled& part, const uint8_t* live, uint32_t first, ScanState& state);
+
+  // The whole-built strings (shared with the matchers layered on it), the newer strings
+  // compiled alone (null unless layered), and which of base_'s strings are still in the
+  // config (empty: all of them). Match::banned counts base_'s strings first.
+  std::shared_ptr<const Compiled> base_;
+  std::shared_ptr<const Compiled> layer_;
+  std::vector<uint8_t> live_;
+  size_t base_live_ = 0;
+  size_t banned_count_ = 0;
   struct ScratchDeleter {
     void operator()(hs_scratch* s) const;
   };
-  // A banned string whose anchor is a given Vectorscan literal, and where in the string
-  // that anchor starts.
-  struct Candidate {
-    uint32_t banned;
-    uint32_t anchor_offset;
-  };
-  struct ScanState;
-  static int on_anchor(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void* context);
-  // Picks the anchors and fills candidates_ / group_begin_; returns the literal of each
-  // group (a view into banned_).
-  std::vector<std::string_view> choose_anchors();
-
-  std::vector<std::string> banned_;
-  // Candidates grouped by the Vectorscan literal (id) they are found by: those of literal
-  // g are candidates_[group_begin_[g] .. group_begin_[g + 1]). Most groups hold one.
-  std::vector<Candidate> candidates_;
-  std::vector<uint32_t> group_begin_;
   std::vector<std::string> allowed_source_;
   std::vector<std::unique_ptr<RE2>> allowed_;
   std::unique_ptr<RE2::Set> allowed_set_;  // all patterns in one DFA: "does any match?"
-  std::unique_ptr<hs_database, DatabaseDeleter> database_;
-  std::unique_ptr<hs_scratch, ScratchDeleter> scratch_;
+  std::unique_ptr<hs_scratch, ScratchDeleter> scratch_;  // fits both databases
 };
 
 }  // namespace cryptnono::enforcer

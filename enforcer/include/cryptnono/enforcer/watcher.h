@@ -103,11 +103,17 @@ class ConfigWatcher {
   struct Callbacks {
     std::function<void(std::unique_ptr<Matcher>)> install;  // a new config compiled
     std::function<void()> failed;                           // a changed config was refused
+    // The same rules as the matcher installed last, rebuilt whole after a layered build
+    // (Matcher::build): not a new config. Unset: handed to `install`.
+    std::function<void(std::unique_ptr<Matcher>)> compacted;
   };
 
-  // `initial_contents`: the bytes of each file as loaded at start-up.
+  // `initial_contents`: the bytes of each file as loaded at start-up; `serving`: base() of
+  // the matcher built from them (reused by reloads that change a few strings).
   static Result<std::unique_ptr<ConfigWatcher>> start(std::vector<std::string> paths,
-                                                      std::vector<std::string> initial_contents, Callbacks callbacks,
+                                                      std::vector<std::string> initial_contents,
+                                                      std::shared_ptr<const Matcher::Compiled> serving,
+                                                      Callbacks callbacks,
                                                       std::shared_ptr<spdlog::logger> log, int hup_fd = -1,
                                                       int settle_ms = 100);
 
