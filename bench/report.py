@@ -138,18 +138,23 @@ def enforcer_memory(out):
     e = read_jsonl(os.path.join(out, "enforcer-rss.jsonl"))
     for r in e:
         print("### cryptnono-enforcer with 100,000 banned strings + 5 allowed patterns (real binary, idle)\n")
-        n = len(r.get("reload_in_force_ms_all", []))
-        print(f"Live reloads ({n}, one string added each): *in force* is the enforcer's time from reading the "
-              "changed file to handing the new matcher to the event thread; *whole rebuild* is the compile of "
-              "the whole database (in the background when the reload was layered); RSS after reload is the "
-              "largest over the reloads, 1 s after each rebuild.\n")
-        print("| start-up compile | steady RSS | peak RSS (start-up) | reload: in force (median) | "
-              "reload: whole rebuild (median) | layered | RSS after reload (max) | peak RSS (whole run) |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        layered = sum(1 for v in r.get("reload_layered_all", []) if v)
-        print(f"| {r.get('startup_compile_ms', 0) / 1000:.2f} s | {r['rss_kib'] / 1024:.1f} MiB | "
-              f"{r['hwm_start_kib'] / 1024:.0f} MiB | {r.get('reload_in_force_ms', 0) / 1000:.2f} s | "
-              f"{r.get('reload_compile_ms', 0) / 1000:.2f} s | {layered} of {n} | "
+        kinds = r.get("reload_kind_all", [])
+        n = sum(1 for k in kinds if k == "one added")
+        print(f"Live reloads: {n} adding one string each, then one replacing every string. *In force* is the "
+              "enforcer's time from reading the changed file to handing the new matcher to the event thread; "
+              "*whole rebuild* is the compile of the whole database (in the background when the reload was "
+              "layered or compiled in two halves); RSS after reload is the largest over the reloads, 1 s after "
+              "each rebuild.\n")
+        print("| start-up compile | steady RSS | peak RSS (start-up) | one added: in force (median) | "
+              "one added: whole rebuild (median) | all replaced: in force | all replaced: whole rebuild | "
+              "RSS after reload (max) | peak RSS (whole run) |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+        def sec(key):
+            return f"{r[key] / 1000:.2f} s" if r.get(key) is not None else "–"
+        print(f"| {sec('startup_compile_ms')} | {r['rss_kib'] / 1024:.1f} MiB | "
+              f"{r['hwm_start_kib'] / 1024:.0f} MiB | {sec('reload_in_force_ms')} | {sec('reload_compile_ms')} | "
+              f"{sec('replace_in_force_ms')} | {sec('replace_compile_ms')} | "
               f"{r['rss_after_reload_kib'] / 1024:.1f} MiB | {r['hwm_kib'] / 1024:.0f} MiB |")
         print()
 

@@ -65,11 +65,21 @@ def enforcer_rss(build, data, out, tmp, reloads=3):
         for key in ("reload_in_force_ms_all", "reload_compile_ms_all", "reload_layered_all",
                     "rss_after_reload_kib_all", "hwm_after_reload_kib_all"):
             result[key] = []
-        for k in range(reloads):
-            # A live reload: the same list plus one string at its front.
-            marker = '"bannedCommandStrings": ["benchreloadmarker%d",' % k
+        result["reload_kind_all"] = []
+        for k in range(reloads + 1):
+            if k < reloads:
+                # A live reload: the same list plus one string at its front.
+                kind = "one added"
+                marker = '"bannedCommandStrings": ["benchreloadmarker%d",' % k
+                new_text = text.replace('"bannedCommandStrings": [', marker, 1)
+            else:
+                # Then one that replaces every string (each gets a suffix).
+                kind = "all replaced"
+                new_text = re.sub(r'"(,?\s*\n)', r'zq"\1', text.split('"bannedCommandStrings": [', 1)[1])
+                new_text = text.split('"bannedCommandStrings": [', 1)[0] + '"bannedCommandStrings": [' + new_text
+            result["reload_kind_all"].append(kind)
             with open(banned + ".new", "w") as f:
-                f.write(text.replace('"bannedCommandStrings": [', marker, 1))
+                f.write(new_text)
             os.rename(banned + ".new", banned)
             t1 = time.monotonic()
             in_force = compiled = None
@@ -104,9 +114,12 @@ def enforcer_rss(build, data, out, tmp, reloads=3):
             if "reload_error" in result:
                 break
         for key in ("reload_in_force_ms", "reload_compile_ms"):
-            values = [v for v in result[key + "_all"] if v is not None]
+            values = [v for v, kind in zip(result[key + "_all"], result["reload_kind_all"])
+                      if v is not None and kind == "one added"]
             if values:
                 result[key] = statistics.median(values)
+            if len(result[key + "_all"]) > reloads:
+                result[key.replace("reload", "replace")] = result[key + "_all"][reloads]
         result["rss_after_reload_kib"] = max(result["rss_after_reload_kib_all"] or [0])
         result["hwm_kib"] = status_kib(p.pid, "VmHWM")
     finally:

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <hs/hs.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -110,6 +111,12 @@ void reply(int fd, ReplyStatus status, int expression, const void* payload, size
     (void)write_full(oom, "1000", 4);
     ::close(oom);
   }
+
+  // The enforcer keeps large blocks in mappings of their own (its main()); the compiler
+  // allocates and frees hundreds of MiB in blocks of every size and is gone in seconds:
+  // heap allocations, never trimmed, are faster for it (100,000 strings: ~15%).
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   hs_database_t* db = nullptr;
   hs_compile_error_t* err = nullptr;

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -102,8 +104,35 @@ struct Matcher::Compiled {
   struct DatabaseDeleter {
     void operator()(hs_database* db) const { hs_free_database(db); }
   };
+  // Many strings in one buffer: 100,000 strings as 100,000 allocations would cost twice
+  // the memory, and a reload would scatter them among its temporaries, pinning pages of
+  // the heap that could otherwise go back to the system.
+  class Strings {
+   public:
+    explicit Strings(const std::vector<std::string>& strings) {
+      size_t total = 0;
+      for (const auto& s : strings) total += s.size();
+      bytes_.reserve(total);
+      ends_.reserve(strings.size());
+      for (const auto& s : strings) {
+        bytes_ += s;
+        ends_.push_back(bytes_.size());
+      }
+    }
+    Strings() = default;
+    size_t size() const { return ends_.size(); }
+    bool empty() const { return ends_.empty(); }
+    std::string_view operator[](size_t i) const {
+      const size_t begin = i == 0 ? 0 : ends_[i - 1];
+      return std::string_view(bytes_.data() + begin, ends_[i] - begin);
+    }
+
+   private:
+    std::string bytes_;
+    std::vector<size_t> ends_;
+  };
   // Casefolded, distinct.
-  std::vector<std::string> banned;
+  Strings banned;
   // Candidates grouped by the Vectorscan literal (id) they are found by: those of literal
   // g are candidates[group_begin[g] .. group_begin[g + 1]). Most groups hold one.
   std::vector<Candidate> candidates;
@@ -147,7 +176,7 @@ int Matcher::on_anchor(unsigned id, unsigned long long /*from*/, unsigned long l
   for (uint32_t c = part.group_begin[id]; c < part.group_begin[id + 1]; ++c) {
     const Compiled::Candidate cand = part.candidates[c];
     if (st->live != nullptr && st->live[cand.banned] == 0) continue;  // no longer in the config
-    const std::string& s = part.banned[cand.banned];
+    const std::string_view s = part.banned[cand.banned];
     size_t before = cand.anchor_offset + std::min(kAnchorLength, s.size());  // bytes up to the anchor's end
     if (anchor_end < before) continue;
     size_t start = anchor_end - before;
@@ -174,14 +203,15 @@ std::vector<std::string_view> Matcher::Compiled::choose_anchors() {
   // (32 MiB at 100,000 strings): freeing a chunk that large would raise glibc's mmap
   // threshold, and the database deserialized next would land in the heap.
   size_t windows = 0;
-  for (const auto& s : banned) windows += s.size() >= kLen ? s.size() - kLen + 1 : 0;
+  for (size_t i = 0; i < n; ++i) windows += banned[i].size() >= kLen ? banned[i].size() - kLen + 1 : 0;
   unsigned bits = 12;
   while (bits < 25 && (size_t{1} << bits) < windows * 8) ++bits;
   Counters seen(size_t{1} << bits);
   auto slot1 = [&](uint64_t w) { return static_cast<size_t>(mix(w) >> (64 - bits)); };
   auto slot2 = [&](uint64_t w) { return static_cast<size_t>((w * 0xC2B2AE3D27D4EB4Full) >> (64 - bits)); };
   auto estimate = [&](uint64_t w) { return std::min(seen[slot1(w)], seen[slot2(w)]); };
-  for (const auto& s : banned) {
+  for (size_t i = 0; i < n; ++i) {
+    const std::string_view s = banned[i];
     for (size_t k = 0; k + kLen <= s.size(); ++k) {
       uint64_t w = load8(s.data() + k);
       for (size_t i : {slot1(w), slot2(w)})
@@ -200,7 +230,7 @@ std::vector<std::string_view> Matcher::Compiled::choose_anchors() {
   std::vector<uint32_t> group_size;
   std::vector<std::string_view> literals;
   for (uint32_t i : order) {
-    const std::string& s = banned[i];
+    const std::string_view s = banned[i];
     Candidate cand{i, 0};
     if (s.size() < kLen) {
       // Its own literal; never shared (the strings are distinct).
@@ -259,13 +289,17 @@ namespace {
 
 // Up to this many strings compile in-process (see compile_literals_here).
 constexpr size_t kCompileHereMax = 1000;
+// Compile::kTwoHalves splits a whole compile from this many strings (below, the two
+// children and the second scan are not worth it: 20,000 strings compile in about 1 s).
+constexpr size_t kSplitMin = 20'000;
 
 // Compiles `strings` (casefolded, distinct, not empty) into a part of their own. A string
 // Vectorscan rejects is reported at the first config entry that holds it.
 Result<std::shared_ptr<Matcher::Compiled>> compile_part(std::vector<std::string> strings,
                                                         const ExecwhackerConfig& config) {
   auto part = std::make_shared<Matcher::Compiled>();
-  part->banned = std::move(strings);
+  part->banned = Matcher::Compiled::Strings(strings);
+  strings = {};
   if (part->banned.size() > std::numeric_limits<unsigned>::max()) return fail("too many banned strings");
   const std::vector<std::string_view> literals = part->choose_anchors();
   std::vector<const char*> exprs;
@@ -294,7 +328,7 @@ Result<std::shared_ptr<Matcher::Compiled>> compile_part(std::vector<std::string>
     int bad = compiled.error().expression;
     if (bad >= 0 && static_cast<size_t>(bad) < literals.size()) {
       // Find the first entry whose string has this anchor, to point at its line.
-      const std::string& folded = part->banned[part->candidates[part->group_begin[static_cast<size_t>(bad)]].banned];
+      const std::string_view folded = part->banned[part->candidates[part->group_begin[static_cast<size_t>(bad)]].banned];
       for (const auto& e : config.banned)
         if (casefold(e.value) == folded) return fail(where(e, kBannedKey) + ": cannot compile: " + message);
     }
@@ -311,7 +345,7 @@ constexpr size_t kMinLayer = 1000;
 }  // namespace
 
 Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config, std::shared_ptr<const Compiled> reuse,
-                                                BuildStats* stats) {
+                                                BuildStats* stats, Compile compile) {
   std::unique_ptr<Matcher> m(new Matcher());
   BuildStats local;
   BuildStats& st = stats != nullptr ? *stats : local;
@@ -357,7 +391,7 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config,
   // Layered on `reuse` when the difference is small (see the header).
   std::vector<std::string> added;
   if (reuse && reuse->database) {
-    const std::vector<std::string>& old = reuse->banned;
+    const Compiled::Strings& old = reuse->banned;
     std::unordered_map<std::string_view, uint32_t> index;
     index.reserve(old.size());
     for (size_t i = 0; i < old.size(); ++i) index.emplace(old[i], static_cast<uint32_t>(i));
@@ -392,6 +426,24 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config,
       if (!layer) return tl::unexpected(layer.error());
       m->layer_ = std::move(*layer);
     }
+  } else if (compile == Compile::kTwoHalves && wanted.size() >= kSplitMin) {
+    // Each half in its own compile child, at once: on two idle cores the config is in
+    // force in about half the time, as a layered matcher (base: the first half, layer:
+    // the second), which the caller rebuilds whole in the background.
+    st.compiled = wanted.size();
+    const size_t half = wanted.size() / 2;
+    std::vector<std::string> second(std::make_move_iterator(wanted.begin() + static_cast<std::ptrdiff_t>(half)),
+                                    std::make_move_iterator(wanted.end()));
+    wanted.resize(half);
+    Result<std::shared_ptr<Compiled>> other;
+    std::thread helper([&] { other = compile_part(std::move(second), config); });
+    auto first = compile_part(std::move(wanted), config);
+    helper.join();
+    if (!first) return tl::unexpected(first.error());
+    if (!other) return tl::unexpected(other.error());
+    m->base_ = std::move(*first);
+    m->base_live_ = m->base_->banned.size();
+    m->layer_ = std::move(*other);
   } else {
     st.compiled = wanted.size();
     auto whole = compile_part(std::move(wanted), config);
@@ -443,7 +495,7 @@ Matcher::Match Matcher::find_banned(std::string_view folded) {
   return result;
 }
 
-const std::string& Matcher::banned(size_t i) const {
+std::string_view Matcher::banned(size_t i) const {
   const size_t in_base = base_->banned.size();
   return i < in_base ? base_->banned[i] : layer_->banned[i - in_base];
 }

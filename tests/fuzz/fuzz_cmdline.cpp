@@ -24,7 +24,7 @@ struct State {
 
 bool naive_unglued_hit(std::string_view folded, const Matcher& matcher) {
   for (size_t b = 0; b < matcher.banned_count(); ++b) {
-    const std::string& needle = matcher.banned(b);
+    const std::string_view needle = matcher.banned(b);
     for (size_t pos = folded.find(needle); pos != std::string_view::npos; pos = folded.find(needle, pos + 1)) {
       if (!word_char_before(folded, pos) && !word_char_at(folded, pos + needle.size())) return true;
     }

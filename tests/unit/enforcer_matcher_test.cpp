@@ -165,7 +165,7 @@ TEST(Matcher, AgreesWithANaiveScanOnOverlappingStrings) {
       std::string text = random_string(0, 60);
       size_t naive_end = std::string::npos;
       for (size_t b = 0; b < m->banned_count(); ++b) {
-        const std::string& needle = m->banned(b);
+        const std::string_view needle = m->banned(b);
         for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
           if (!word_char_before(text, pos) && !word_char_at(text, pos + needle.size()))
             naive_end = std::min(naive_end, pos + needle.size());
@@ -173,7 +173,7 @@ TEST(Matcher, AgreesWithANaiveScanOnOverlappingStrings) {
       auto r = m->match(text);
       ASSERT_EQ(r.found(), naive_end != std::string::npos) << text;
       if (!r.found()) continue;
-      const std::string& got = m->banned(static_cast<size_t>(r.banned));
+      const std::string_view got = m->banned(static_cast<size_t>(r.banned));
       ASSERT_EQ(text.compare(r.offset, got.size(), got), 0) << text;
       EXPECT_EQ(r.offset + got.size(), naive_end) << text;
     }
@@ -221,7 +221,7 @@ TEST(Matcher, LayeredBuildAgreesWithAWholeBuildAndANaiveScan) {
       ASSERT_EQ(r.found(), naive_end != std::string::npos) << text;
       ASSERT_EQ(whole->match(text).found(), r.found()) << text;
       if (!r.found()) continue;
-      const std::string& got = l.banned(static_cast<size_t>(r.banned));
+      const std::string got(l.banned(static_cast<size_t>(r.banned)));
       ASSERT_EQ(wanted.count(got), 1u) << got << " is not in the new config";
       ASSERT_EQ(text.compare(r.offset, got.size(), got), 0) << text;
       EXPECT_EQ(r.offset + got.size(), naive_end) << text;
@@ -292,6 +292,32 @@ TEST(Matcher, DroppingStringsOnlyCompilesNothing) {
   EXPECT_TRUE(match(**built, "/opt/gamma-coin").found());
   // The old matcher is untouched: it serves until the swap.
   EXPECT_TRUE(match(*old_m, "/opt/alpha-miner").found());
+}
+
+// A whole compile of many strings in two halves at once (what a reload does when it cannot
+// build on the serving database): a layered matcher that finds every string of both
+// halves, and a later reload builds on its first half.
+TEST(Matcher, TwoHalvesCompiledAtOnceFindEveryString) {
+  std::vector<std::string> banned;
+  for (int i = 0; i < 24'000; ++i) banned.push_back("cnnt-half-" + std::to_string(i * 7919 % 1'000'003));
+  Matcher::BuildStats stats;
+  auto built = Matcher::build(make_config(banned), nullptr, &stats, Matcher::Compile::kTwoHalves);
+  ASSERT_TRUE(built) << built.error().message;
+  Matcher& m = **built;
+  EXPECT_TRUE(m.layered());
+  EXPECT_EQ(stats.compiled, banned.size());
+  EXPECT_EQ(m.banned_count(), banned.size());
+  for (size_t i = 0; i < banned.size(); i += 97) {
+    auto r = match(m, "/usr/bin/x -o " + banned[i] + " -t 2");
+    ASSERT_TRUE(r.found()) << banned[i];
+    EXPECT_EQ(m.banned(static_cast<size_t>(r.banned)), banned[i]);
+    EXPECT_FALSE(match(m, "/usr/bin/x -o " + banned[i] + "x").found()) << banned[i];  // glued
+  }
+  // Fewer strings than the split needs: one database.
+  std::vector<std::string> few(banned.begin(), banned.begin() + 5000);
+  auto one = Matcher::build(make_config(few), nullptr, nullptr, Matcher::Compile::kTwoHalves);
+  ASSERT_TRUE(one);
+  EXPECT_FALSE((*one)->layered());
 }
 
 TEST(Matcher, AConfigFarFromTheServingOneIsCompiledWhole) {
