@@ -23,6 +23,14 @@ static __always_inline struct kernfs_node *kernfs_parent(struct kernfs_node *kn)
 	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
 }
 
+/* The same through a BTF-typed pointer: a plain load (see fpu_mxcsr_btf). */
+static __always_inline struct kernfs_node *kernfs_parent_btf(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(struct kernfs_node, __parent))
+		return kn->__parent;
+	return ((struct kernfs_node___pre615 *)kn)->parent;
+}
+
 /* Linux 5.5 renamed task_struct::real_start_time to start_boottime ("time: Rename
  * tsk->real_start_time to ->start_boottime"). */
 struct task_struct___pre55 {
@@ -34,6 +42,13 @@ static __always_inline __u64 task_start_boottime(struct task_struct *task)
 	if (bpf_core_field_exists(struct task_struct, start_boottime))
 		return BPF_CORE_READ(task, start_boottime);
 	return BPF_CORE_READ((struct task_struct___pre55 *)task, real_start_time);
+}
+
+static __always_inline __u64 task_start_boottime_btf(struct task_struct *task)
+{
+	if (bpf_core_field_exists(struct task_struct, start_boottime))
+		return task->start_boottime;
+	return ((struct task_struct___pre55 *)task)->real_start_time;
 }
 
 #ifdef __TARGET_ARCH_x86

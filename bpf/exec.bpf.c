@@ -69,23 +69,30 @@ struct {
 
 /* Inode number of the pid namespace the task is in (what /proc/<pid>/ns/pid names):
  * thread_pid->numbers[thread_pid->level].ns. */
-static __always_inline __u32 task_pid_ns_inum(struct task_struct *task)
+static __always_inline __u32 task_pid_ns_inum(struct task_struct *task, const bool btf)
 {
-	struct pid *pid = BPF_CORE_READ(task, thread_pid);
-	unsigned int level = BPF_CORE_READ(pid, level);
+	struct pid *pid = btf ? task->thread_pid : BPF_CORE_READ(task, thread_pid);
+	unsigned int level;
 	struct upid upid = {};
 	const char *numbers;
 
 	if (!pid)
 		return 0;
+	level = btf ? pid->level : BPF_CORE_READ(pid, level);
 	numbers = (const char *)pid + bpf_core_field_offset(struct pid, numbers);
 	/* level <= MAX_PID_NS_LEVEL (32); the mask only bounds a corrupt read. */
 	if (bpf_probe_read_kernel(&upid, sizeof(upid), numbers + (__u64)(level & 63) * sizeof(struct upid)))
 		return 0;
+	/* upid is on the stack now, not a BTF-typed pointer: a helper read either way. */
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
 
-static __always_inline int handle_exec(struct task_struct *task, const char *filename, __u32 flags)
+/* A field (chain) of a task-side pointer: a plain load when `btf` (see read_cgroup_name
+ * in task.bpf.h), else a CO-RE helper read. `btf` is a constant in both programs, so the
+ * other arm is compiled out before the verifier sees it. */
+#define EXEC_READ(btf, direct, ...) ((btf) ? (direct) : BPF_CORE_READ(__VA_ARGS__))
+
+static __always_inline int handle_exec(struct task_struct *task, const char *filename, __u32 flags, const bool btf)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct exec_counters *cnt = bpf_map_lookup_elem(&counters, &cpu);
@@ -104,23 +111,23 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	cnt->events++;
 	ev = &buf->ev;
 
-	ev->start_boot_ns = task_start_boottime(task);
+	ev->start_boot_ns = btf ? task_start_boottime_btf(task) : task_start_boottime(task);
 	ev->exec_boot_ns = bpf_ktime_get_boot_ns();
 	ev->cgroup_id = bpf_get_current_cgroup_id();
-	ev->pid = BPF_CORE_READ(task, pid);
-	ev->tgid = BPF_CORE_READ(task, tgid);
-	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->pid = EXEC_READ(btf, task->pid, task, pid);
+	ev->tgid = EXEC_READ(btf, task->tgid, task, tgid);
+	ev->ppid = EXEC_READ(btf, task->real_parent->tgid, task, real_parent, tgid);
 	uid_gid = bpf_get_current_uid_gid();
 	ev->uid = (__u32)uid_gid;
 	ev->gid = (__u32)(uid_gid >> 32);
-	ev->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	ev->pid_ns = task_pid_ns_inum(task);
+	ev->mnt_ns = EXEC_READ(btf, task->nsproxy->mnt_ns->ns.inum, task, nsproxy, mnt_ns, ns.inum);
+	ev->pid_ns = task_pid_ns_inum(task, btf);
 	ev->cpu = cpu;
 	ev->_pad0 = 0;
 	/* Fills all EXEC_COMM_LEN bytes (NUL-padded), or zeroes them on failure. */
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
-	cg_len = read_cgroup_name(task, buf->data);
+	cg_len = read_cgroup_name(task, buf->data, btf);
 
 	/* filename follows the cgroup name: cg_len < EXEC_CGROUP_CAP. */
 	n = bpf_probe_read_kernel_str(buf->data + cg_len, EXEC_FILENAME_CAP, filename);
@@ -132,9 +139,13 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	}
 
 	/* argv: one copy of the new mm's argument area, cut at max_args. */
-	mm = BPF_CORE_READ(task, mm);
-	arg_start = BPF_CORE_READ(mm, arg_start);
-	arg_end = BPF_CORE_READ(mm, arg_end);
+	mm = EXEC_READ(btf, task->mm, task, mm);
+	if (btf && !mm) {
+		arg_start = arg_end = 0;
+	} else {
+		arg_start = EXEC_READ(btf, mm->arg_start, mm, arg_start);
+		arg_end = EXEC_READ(btf, mm->arg_end, mm, arg_end);
+	}
 	full = arg_end > arg_start ? arg_end - arg_start : 0;
 	limit = max_args < EXEC_ARGS_CAP ? max_args : EXEC_ARGS_CAP;
 	want = full;
@@ -175,7 +186,7 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return handle_exec(p, BPF_CORE_READ(bprm, filename), 0);
+	return handle_exec(p, bprm->filename, 0, true);
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -185,5 +196,5 @@ int exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 	unsigned int loc = ctx->__data_loc_filename;
 	const char *filename = (const char *)ctx + (loc & 0xffff);
 
-	return handle_exec((struct task_struct *)bpf_get_current_task(), filename, EXEC_FLAG_FROM_TRACEPOINT);
+	return handle_exec((struct task_struct *)bpf_get_current_task(), filename, EXEC_FLAG_FROM_TRACEPOINT, false);
 }

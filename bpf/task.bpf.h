@@ -15,14 +15,18 @@
 /* include/linux/sched.h */
 #define CRYPTNONO_PF_KTHREAD 0x00200000
 
+/* `btf` (a constant at every call): `task` is a BTF-typed pointer (a tp_btf argument, or
+ * bpf_get_current_task_btf()), so the pointer chain is read with plain loads, which the
+ * verifier turns into fault-tolerant ones, instead of a helper call per field. */
+
 /* Writes the last TASK_CGROUP_DEPTH components of the task's cgroup v2 path
  * (task->cgroups->dfl_cgrp, the hierarchy bpf_get_current_cgroup_id() names),
  * "/"-joined, to data[0..]; returns the length, < TASK_CGROUP_CAP. Kernfs node names
  * are read leaf-first and written top-first. `data` must have TASK_CGROUP_SCRATCH
  * writable bytes: the verifier checks each write against that bound. */
-static __always_inline __u32 read_cgroup_name(struct task_struct *task, char *data)
+static __always_inline __u32 read_cgroup_name(struct task_struct *task, char *data, const bool btf)
 {
-	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	struct kernfs_node *kn = btf ? task->cgroups->dfl_cgrp->kn : BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
 	const char *names[TASK_CGROUP_DEPTH] = {};
 	int depth = 0;
 	__u32 off = 0;
@@ -33,11 +37,11 @@ static __always_inline __u32 read_cgroup_name(struct task_struct *task, char *da
 
 		if (!kn)
 			break;
-		parent = kernfs_parent(kn);
+		parent = btf ? kernfs_parent_btf(kn) : kernfs_parent(kn);
 		/* The root has no parent and an empty name: not a path component. */
 		if (!parent)
 			break;
-		names[i] = BPF_CORE_READ(kn, name);
+		names[i] = btf ? kn->name : BPF_CORE_READ(kn, name);
 		depth++;
 		kn = parent;
 	}
@@ -80,7 +84,7 @@ static __always_inline void fill_task_ident(struct task_ident *id, struct task_s
 	id->cpu = bpf_get_smp_processor_id();
 	/* Fills all 16 bytes (NUL-padded), or zeroes them on failure. */
 	bpf_get_current_comm(id->comm, sizeof(id->comm));
-	id->cgroup_len = read_cgroup_name(task, cgroup);
+	id->cgroup_len = read_cgroup_name(task, cgroup, false);
 }
 
 #endif /* CRYPTNONO_BPF_TASK_BPF_H */
