@@ -7,7 +7,7 @@
 
 namespace cryptnono::enforcer {
 
-Result<LoadedRules> load_rules(const std::vector<std::string>& paths) {
+Result<LoadedRules> load_rules(const std::vector<std::string>& paths, Matcher::Compile compile) {
   LoadedRules rules;
   ExecwhackerConfig config;
   if (paths.empty()) {
@@ -24,7 +24,7 @@ Result<LoadedRules> load_rules(const std::vector<std::string>& paths) {
       rules.description += p;
     }
   }
-  auto matcher = Matcher::build(config);
+  auto matcher = Matcher::build(config, nullptr, nullptr, compile);
   if (!matcher) return tl::unexpected(matcher.error());
   rules.matcher = std::move(*matcher);
   rules.warnings = std::move(config.warnings);

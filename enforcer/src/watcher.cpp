@@ -57,8 +57,9 @@ Result<FileSnapshot> read_snapshot(const WatchSpec& spec) {
 Result<std::unique_ptr<FileWatcher>> FileWatcher::start(WatchSpec spec, FileSnapshot initial, Apply apply,
                                                         std::function<void()> failed,
                                                         std::shared_ptr<spdlog::logger> log, int hup_fd,
-                                                        int settle_ms) {
+                                                        int settle_ms, std::function<void()> first) {
   std::unique_ptr<FileWatcher> w(new FileWatcher());
+  w->first_ = std::move(first);
   w->spec_ = std::move(spec);
   w->current_ = std::move(initial);
   w->apply_ = std::move(apply);
@@ -157,6 +158,11 @@ void FileWatcher::loop() {
   // woken), and glibc keeps freed heap mapped. So shortly after a reload, once the old
   // configuration is gone too, the heap is handed back, here, off the event thread.
   std::optional<std::chrono::steady_clock::time_point> trim_at;
+  if (first_) {
+    first_();
+    first_ = nullptr;
+    trim_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  }
   while (!stop_.load()) {
     pollfd fds[3] = {{inotify_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {hup_fd_, POLLIN, 0}};
     int timeout = -1;
@@ -247,36 +253,78 @@ void FileWatcher::reload(const char* why) {
   rejected_ = {};
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+Result<ExecwhackerConfig> parse_snapshot(const FileSnapshot& snap) {
+  ExecwhackerConfig merged;
+  for (size_t i = 0; i < snap.paths.size(); ++i) {
+    auto parsed = parse_config(snap.contents[i], snap.paths[i]);
+    if (!parsed) return tl::unexpected(parsed.error());
+    merge_config(merged, std::move(*parsed));
+  }
+  return merged;
+}
+
+// Rebuilds the config of a layered matcher (Matcher::build) as one database and hands it
+// over as the same rules; `base` then names it.
+void rebuild_whole(ExecwhackerConfig merged, std::shared_ptr<const Matcher::Compiled>& base,
+                   const ConfigWatcher::Callbacks& callbacks, spdlog::logger& log) {
+  // The parsed config's file names and warnings go first (a string each per entry:
+  // megabytes at 100,000), so the build's allocations reuse their memory instead of
+  // landing above it.
+  ExecwhackerConfig slim;
+  slim.allowed = std::move(merged.allowed);
+  slim.banned.reserve(merged.banned.size());
+  for (auto& e : merged.banned) slim.banned.push_back(ConfigEntry{std::move(e.value), {}, e.index, e.line});
+  merged = ExecwhackerConfig{};
+  const auto start = Clock::now();
+  auto whole = Matcher::build(slim);
+  if (!whole) {
+    log.warn("rebuilding the config database whole failed (the layered one keeps serving): {}",
+             whole.error().message);
+    return;
+  }
+  log.info("config database rebuilt whole in the background: {} banned strings in one database (compiled in "
+           "{:.0f} ms); it replaces the layered one",
+           (*whole)->banned_count(), ms_since(start));
+  base = (*whole)->base();
+  if (callbacks.compacted) {
+    callbacks.compacted(std::move(*whole));
+  } else if (callbacks.install) {
+    callbacks.install(std::move(*whole));
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::string> paths,
                                                             std::vector<std::string> initial_contents,
                                                             std::shared_ptr<const Matcher::Compiled> serving,
-                                                            Callbacks callbacks, std::shared_ptr<spdlog::logger> log,
-                                                            int hup_fd, int settle_ms) {
+                                                            bool serving_is_layered, Callbacks callbacks,
+                                                            std::shared_ptr<spdlog::logger> log, int hup_fd,
+                                                            int settle_ms) {
   std::unique_ptr<ConfigWatcher> w(new ConfigWatcher());
   FileSnapshot initial{paths, std::move(initial_contents)};
   // The whole-built database of the matcher serving now: a reload that changes a few
-  // strings compiles only those and reuses it (Matcher::build). Only this thread uses it.
+  // strings compiles only those and reuses it (Matcher::build). Only the watcher's thread
+  // uses it.
   auto base = std::make_shared<std::shared_ptr<const Matcher::Compiled>>(std::move(serving));
   auto apply = [callbacks, log, base](const FileSnapshot& snap, const char* why) -> Result<void> {
-    using Clock = std::chrono::steady_clock;
-    auto ms_since = [](Clock::time_point t) {
-      return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-    };
     const auto start = Clock::now();
-    ExecwhackerConfig merged;
-    for (size_t i = 0; i < snap.paths.size(); ++i) {
-      auto parsed = parse_config(snap.contents[i], snap.paths[i]);
-      if (!parsed) return tl::unexpected(parsed.error());
-      merge_config(merged, std::move(*parsed));
-    }
+    auto merged = parse_snapshot(snap);
+    if (!merged) return tl::unexpected(merged.error());
     const auto build_start = Clock::now();
     Matcher::BuildStats stats;
     // Whatever cannot be layered on the serving database compiles in two halves at once:
-    // the rules are in force sooner, and the rebuild below makes it one database again.
-    auto matcher = Matcher::build(merged, *base, &stats, Matcher::Compile::kTwoHalves);
+    // the rules are in force sooner, and rebuild_whole makes it one database again.
+    auto matcher = Matcher::build(*merged, *base, &stats, Matcher::Compile::kTwoHalves);
     const double build_ms = ms_since(build_start);
     if (!matcher) return tl::unexpected(matcher.error());
-    for (const auto& warning : merged.warnings) log->warn("{}", warning);
+    for (const auto& warning : merged->warnings) log->warn("{}", warning);
     const bool layered = (*matcher)->layered();
     if (stats.layered()) {
       log->info(
@@ -295,37 +343,26 @@ Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::str
     }
     *base = (*matcher)->base();
     if (callbacks.install) callbacks.install(std::move(*matcher));
-    if (!layered) return {};
-
-    // The layered matcher scans two databases and keeps the disabled strings: rebuild
-    // the config whole, while it serves, and swap. The rules are the same. The parsed
-    // config's file names and warnings go first (a string each per entry: megabytes at
-    // 100,000), so the build's allocations reuse their memory instead of landing above it.
-    ExecwhackerConfig slim;
-    slim.allowed = std::move(merged.allowed);
-    slim.banned.reserve(merged.banned.size());
-    for (auto& e : merged.banned) slim.banned.push_back(ConfigEntry{std::move(e.value), {}, e.index, e.line});
-    merged = ExecwhackerConfig{};
-    const auto whole_start = Clock::now();
-    auto whole = Matcher::build(slim);
-    if (!whole) {
-      log->warn("rebuilding the config database whole failed (the layered one keeps serving): {}",
-                whole.error().message);
-      return {};
-    }
-    log->info("config database rebuilt whole in the background: {} banned strings in one database (compiled in "
-              "{:.0f} ms); it replaces the layered one",
-              (*whole)->banned_count(), ms_since(whole_start));
-    *base = (*whole)->base();
-    if (callbacks.compacted) {
-      callbacks.compacted(std::move(*whole));
-    } else if (callbacks.install) {
-      callbacks.install(std::move(*whole));
-    }
+    // The layered matcher scans two databases (and may keep disabled strings): rebuild
+    // the config whole while it serves, and swap. The rules are the same.
+    if (layered) rebuild_whole(std::move(*merged), *base, callbacks, *log);
     return {};
   };
+  // A start-up matcher compiled in two halves is rebuilt whole first thing.
+  std::function<void()> first;
+  if (serving_is_layered) {
+    first = [snap = initial, callbacks, log, base]() {
+      auto merged = parse_snapshot(snap);
+      if (!merged) {
+        log->warn("rebuilding the start-up config whole failed (the layered one keeps serving): {}",
+                  merged.error().message);
+        return;
+      }
+      rebuild_whole(std::move(*merged), *base, callbacks, *log);
+    };
+  }
   auto files = FileWatcher::start(WatchSpec{std::move(paths), false}, std::move(initial), std::move(apply),
-                                  callbacks.failed, std::move(log), hup_fd, settle_ms);
+                                  callbacks.failed, std::move(log), hup_fd, settle_ms, std::move(first));
   if (!files) return tl::unexpected(files.error());
   w->files_ = std::move(*files);
   return w;

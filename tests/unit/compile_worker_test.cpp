@@ -375,7 +375,7 @@ TEST(CompileWorker, ReloadWhoseCompilerIsKilledIsRefusedAndTheNextOneInstalls) {
                                      },
                                      [&] { ++failed; }};
   // No serving database to build on: every reload here compiles the whole config.
-  auto watcher = ConfigWatcher::start({path}, {initial}, nullptr, std::move(callbacks), log, -1, 20);
+  auto watcher = ConfigWatcher::start({path}, {initial}, nullptr, false, std::move(callbacks), log, -1, 20);
   ASSERT_TRUE(watcher) << watcher.error().message;
 
   write_atomically(config_text(banned));

@@ -58,8 +58,9 @@ class EnforcerLoop : public ::testing::Test {
   // Starts the enforcer loop on its own thread with `config_text` in config_path_.
   void start(const std::string& config_text, bool dry_run = false) {
     testing::write_file(config_path_, config_text);
-    auto rules = load_rules({config_path_});
+    auto rules = load_rules({config_path_}, start_compile_);
     ASSERT_TRUE(rules) << rules.error().message;
+    const bool layered = rules->matcher->layered();
 
     auto pub = Publisher::bind(ctx_, exec_ep_, "test-node", "collector", "collector");
     ASSERT_TRUE(pub) << pub.error().message;
@@ -88,7 +89,7 @@ class EnforcerLoop : public ::testing::Test {
                                          raw->install(std::move(m), true);
                                          ++compacted_;
                                        }};
-    auto w = ConfigWatcher::start({config_path_}, std::move(rules->contents), std::move(serving),
+    auto w = ConfigWatcher::start({config_path_}, std::move(rules->contents), std::move(serving), layered,
                                   std::move(callbacks), log_, -1, 20);
     ASSERT_TRUE(w) << w.error().message;
     watcher_ = std::move(*w);
@@ -183,6 +184,7 @@ class EnforcerLoop : public ::testing::Test {
   }
 
   std::atomic<int> compacted_{0};  // matchers rebuilt whole after a layered reload
+  Matcher::Compile start_compile_ = Matcher::Compile::kOnce;
   uint32_t no_match_batch_ms_ = EnforcerOptions{}.no_match_batch_ms;
   uint32_t stats_interval_ms_ = 100;
   zmq::context_t ctx_;
@@ -395,6 +397,31 @@ TEST_F(EnforcerLoop, AReloadOfAFewStringsIsLayeredThenRebuiltWholeAsTheSameGener
   EXPECT_EQ(judge(token_), schema::Action::KILLED);
   EXPECT_EQ(enforcer_->config_generation(), 2u);
   EXPECT_EQ(counter("config_reloads"), 1u);
+}
+
+// A long start-up list compiled in two halves at once serves at once, and the watcher
+// rebuilds it as one database first thing: the same rules, generation 1, no reload.
+TEST_F(EnforcerLoop, AStartUpListCompiledInTwoHalvesIsRebuiltWholeAndKeepsKilling) {
+  std::vector<std::string> banned;
+  for (int i = 0; i < 24'000; ++i) banned.push_back("cnnt-filler-" + std::to_string(i) + "-" + token_.substr(0, 6));
+  banned.push_back(token_);  // last: in the second half
+  start_compile_ = Matcher::Compile::kTwoHalves;
+  start(testing::config_json(banned));
+  auto judge = [&] {
+    Child child(dir_, token_);
+    publish(event_for(child));
+    auto got = await_decision(child.pid());
+    EXPECT_TRUE(got);
+    if (!got) return schema::Action::ERROR;
+    EXPECT_EQ(got->decision().getConfigGeneration(), 1u);
+    EXPECT_TRUE(WIFSIGNALED(child.wait_for_exit()));
+    return got->decision().getAction();
+  };
+  EXPECT_EQ(judge(), schema::Action::KILLED);
+  ASSERT_TRUE(eventually([&] { return compacted_.load() == 1; }, 60s));
+  EXPECT_EQ(judge(), schema::Action::KILLED);
+  EXPECT_EQ(enforcer_->config_generation(), 1u);
+  EXPECT_EQ(counter("config_reloads"), 0u);
 }
 
 TEST_F(EnforcerLoop, ABadEditIsRefusedAndTheOldConfigKeepsKilling) {

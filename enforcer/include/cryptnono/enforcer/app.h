@@ -53,7 +53,10 @@ struct LoadedRules {
 
 // Reads, parses, merges and compiles `paths`, or the embedded default config when empty.
 // Errors carry file, line and reason.
-Result<LoadedRules> load_rules(const std::vector<std::string>& paths);
+// `compile`: Matcher::Compile::kTwoHalves when a config watcher will rebuild the result
+// whole (ConfigWatcher::start's serving_is_layered).
+Result<LoadedRules> load_rules(const std::vector<std::string>& paths,
+                               Matcher::Compile compile = Matcher::Compile::kOnce);
 
 // "ok: 3 banned strings, 1 allowed patterns from a.json, b.json"
 std::string check_line(const LoadedRules& rules);

@@ -53,10 +53,12 @@ class FileWatcher {
   // `failed`: called when a changed snapshot is refused (or cannot be read). `hup_fd`: a
   // signalfd for SIGHUP, or -1. `settle_ms`: after the last directory event, wait this
   // long before reading (writers often create, then write).
+  // `first`: run on the watcher's thread before it looks at the files (work that must not
+  // overlap with an apply, such as rebuilding the start-up config).
   static Result<std::unique_ptr<FileWatcher>> start(WatchSpec spec, FileSnapshot initial, Apply apply,
                                                     std::function<void()> failed,
                                                     std::shared_ptr<spdlog::logger> log, int hup_fd = -1,
-                                                    int settle_ms = 100);
+                                                    int settle_ms = 100, std::function<void()> first = nullptr);
   // Stops and joins the thread.
   ~FileWatcher();
 
@@ -84,6 +86,7 @@ class FileWatcher {
   std::string rejected_error_;
   Apply apply_;
   std::function<void()> failed_;
+  std::function<void()> first_;
   std::shared_ptr<spdlog::logger> log_;
   int hup_fd_ = -1;
   int settle_ms_ = 100;
@@ -109,11 +112,13 @@ class ConfigWatcher {
   };
 
   // `initial_contents`: the bytes of each file as loaded at start-up; `serving`: base() of
-  // the matcher built from them (reused by reloads that change a few strings).
+  // the matcher built from them (reused by reloads that change a few strings);
+  // `serving_is_layered`: that matcher is layered (compiled in two halves), so the watcher
+  // first rebuilds it whole and hands it to `compacted`.
   static Result<std::unique_ptr<ConfigWatcher>> start(std::vector<std::string> paths,
                                                       std::vector<std::string> initial_contents,
                                                       std::shared_ptr<const Matcher::Compiled> serving,
-                                                      Callbacks callbacks,
+                                                      bool serving_is_layered, Callbacks callbacks,
                                                       std::shared_ptr<spdlog::logger> log, int hup_fd = -1,
                                                       int settle_ms = 100);
 
