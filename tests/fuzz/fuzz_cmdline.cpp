@@ -2,7 +2,8 @@
 // whole input: any bytes, NUL-separated), and checks the verdict against a naive
 // reference: find() over the same casefolded command line for each banned string, with
 // the same word-boundary rule. Vectorscan and the naive scan must agree on whether a
-// banned string occurs unglued, and a reported match must really be there.
+// banned string occurs unglued, and a reported match must really be there. A matcher
+// layered on an older database (as after a live reload) must agree with both.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@ namespace {
 
 struct State {
   std::unique_ptr<Matcher> matcher = fuzz::make_matcher();
+  std::unique_ptr<Matcher> layered = fuzz::make_layered_matcher();
   fuzz::InertKiller killer;
   Decider decider{killer, /*dry_run=*/false};
 };
@@ -63,5 +65,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::fail("reported match is not in the command line", verdict.matched);
   if (verdict.action == schema::Action::SPARED && verdict.allowed_by.empty())
     fuzz::fail("spared without an allowed pattern", folded);
+
+  // The same rules, layered on an older database, give the same answer.
+  Matcher::Match layered = state->layered->match(folded);
+  if (layered.scan_failed) fuzz::fail("layered matcher error", folded);
+  if (layered.found() != found) fuzz::fail("the layered matcher disagrees with the whole one", folded);
+  if (layered.found()) {
+    std::string_view got = state->layered->banned(static_cast<size_t>(layered.banned));
+    if (got == "ethminer") fuzz::fail("the layered matcher reported a dropped string", folded);
+    if (folded.compare(layered.offset, got.size(), got) != 0)
+      fuzz::fail("layered match is not where it says", got);
+    if ((layered.allowed >= 0) != (verdict.action == schema::Action::SPARED))
+      fuzz::fail("the layered matcher's allowed patterns disagree", folded);
+  }
   return 0;
 }
