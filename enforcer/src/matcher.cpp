@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -436,9 +437,14 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config,
                                     std::make_move_iterator(wanted.end()));
     wanted.resize(half);
     Result<std::shared_ptr<Compiled>> other;
-    std::thread helper([&] { other = compile_part(std::move(second), config); });
+    std::thread helper;
+    try {
+      helper = std::thread([&] { other = compile_part(std::move(second), config); });
+    } catch (const std::system_error&) {
+      other = compile_part(std::move(second), config);  // no thread to be had: one after the other
+    }
     auto first = compile_part(std::move(wanted), config);
-    helper.join();
+    if (helper.joinable()) helper.join();
     if (!first) return tl::unexpected(first.error());
     if (!other) return tl::unexpected(other.error());
     m->base_ = std::move(*first);
