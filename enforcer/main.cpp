@@ -284,13 +284,12 @@ int main(int argc, char** argv) {
   if (execwhacker) {
     serving_base = rules->matcher->base();
     serving_is_layered = rules->matcher->layered();
-  }
-  if (execwhacker)
     detector = std::make_unique<ExecwhackerDetector>(killer, config.dry_run, std::move(rules->matcher));
-  else if (flowkiller)
+  } else if (flowkiller) {
     detector = std::make_unique<FlowkillerDetector>(killer, fk, banned->set);
-  else
+  } else {
     detector = std::make_unique<MoneroDetector>(killer, config.dry_run);
+  }
   auto enforcer = Enforcer::create(ctx, options, std::move(detector), log);
   if (!enforcer) return die(enforcer.error().message);
 

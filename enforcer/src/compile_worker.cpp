@@ -92,6 +92,27 @@ void reply(int fd, ReplyStatus status, int expression, const void* payload, size
   if (write_full(fd, &h, sizeof h) && length > 0) write_full(fd, payload, length);
 }
 
+bool same_lengths(const std::vector<const char*>& exprs, const std::vector<unsigned>& flags,
+                  const std::vector<unsigned>& ids, const std::vector<size_t>& lens) {
+  return flags.size() == exprs.size() && ids.size() == exprs.size() && lens.size() == exprs.size();
+}
+
+// hs_compile_lit_multi, a rejected literal coming back as its index and Vectorscan's message.
+tl::expected<hs_database*, CompileError> compile_lit(const std::vector<const char*>& exprs,
+                                                      const std::vector<unsigned>& flags,
+                                                      const std::vector<unsigned>& ids,
+                                                      const std::vector<size_t>& lens, unsigned mode) {
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  hs_error_t rc = hs_compile_lit_multi(exprs.data(), flags.data(), ids.data(), lens.data(),
+                                       static_cast<unsigned>(exprs.size()), mode, nullptr, &db, &err);
+  if (rc == HS_SUCCESS) return db;
+  CompileError error{err != nullptr && err->message != nullptr ? err->message : "unknown error",
+                     err != nullptr ? err->expression : -1};
+  if (err != nullptr) hs_free_compile_error(err);
+  return tl::unexpected<CompileError>(std::move(error));
+}
+
 [[noreturn]] void run_child(int fd, pid_t parent, const std::vector<const char*>& exprs,
                             const std::vector<unsigned>& flags, const std::vector<unsigned>& ids,
                             const std::vector<size_t>& lens, unsigned mode) {
@@ -118,18 +139,15 @@ void reply(int fd, ReplyStatus status, int expression, const void* payload, size
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
-  hs_database_t* db = nullptr;
-  hs_compile_error_t* err = nullptr;
-  hs_error_t rc = hs_compile_lit_multi(exprs.data(), flags.data(), ids.data(), lens.data(),
-                                       static_cast<unsigned>(exprs.size()), mode, nullptr, &db, &err);
-  if (rc != HS_SUCCESS) {
-    const char* message = err != nullptr && err->message != nullptr ? err->message : "unknown error";
-    reply(fd, kRejected, err != nullptr ? err->expression : -1, message, std::strlen(message));
+  auto db = compile_lit(exprs, flags, ids, lens, mode);
+  if (!db) {
+    const std::string& message = db.error().message;
+    reply(fd, kRejected, db.error().expression, message.data(), message.size());
     ::_exit(0);
   }
   char* bytes = nullptr;
   size_t length = 0;
-  if (hs_serialize_database(db, &bytes, &length) != HS_SUCCESS) {
+  if (hs_serialize_database(*db, &bytes, &length) != HS_SUCCESS) {
     const char* message = "cannot serialize the compiled database";
     reply(fd, kFailed, -1, message, std::strlen(message));
     ::_exit(0);
@@ -204,8 +222,7 @@ tl::expected<hs_database*, CompileError> compile_literals_isolated(const std::ve
   auto failure = [](std::string message, int expression = -1) {
     return tl::unexpected<CompileError>(CompileError{std::move(message), expression});
   };
-  if (flags.size() != exprs.size() || ids.size() != exprs.size() || lens.size() != exprs.size())
-    return failure("compile_literals_isolated: arrays of different lengths");
+  if (!same_lengths(exprs, flags, ids, lens)) return failure("compile_literals_isolated: arrays of different lengths");
   if (stats != nullptr) *stats = CompileStats{};
 
   int fds[2];
@@ -267,18 +284,10 @@ tl::expected<hs_database*, CompileError> compile_literals_here(const std::vector
                                                                 const std::vector<unsigned>& flags,
                                                                 const std::vector<unsigned>& ids,
                                                                 const std::vector<size_t>& lens, unsigned mode) {
-  if (flags.size() != exprs.size() || ids.size() != exprs.size() || lens.size() != exprs.size())
+  if (!same_lengths(exprs, flags, ids, lens))
     return tl::unexpected<CompileError>(CompileError{"compile_literals_here: arrays of different lengths", -1});
   std::lock_guard<std::mutex> lock(kCompileMutex);
-  hs_database_t* db = nullptr;
-  hs_compile_error_t* err = nullptr;
-  hs_error_t rc = hs_compile_lit_multi(exprs.data(), flags.data(), ids.data(), lens.data(),
-                                       static_cast<unsigned>(exprs.size()), mode, nullptr, &db, &err);
-  if (rc == HS_SUCCESS) return db;
-  CompileError error{err != nullptr && err->message != nullptr ? err->message : "unknown error",
-                     err != nullptr ? err->expression : -1};
-  if (err != nullptr) hs_free_compile_error(err);
-  return tl::unexpected<CompileError>(std::move(error));
+  return compile_lit(exprs, flags, ids, lens, mode);
 }
 
 }  // namespace cryptnono::enforcer

@@ -326,7 +326,7 @@ Result<std::unique_ptr<ConfigWatcher>> ConfigWatcher::start(std::vector<std::str
     if (!matcher) return tl::unexpected(matcher.error());
     for (const auto& warning : merged->warnings) log->warn("{}", warning);
     const bool layered = (*matcher)->layered();
-    if (stats.layered()) {
+    if (stats.built_on_reuse()) {
       log->info(
           "config reloaded ({}): {} banned strings, {} allowed patterns (in force {:.0f} ms after the change was "
           "read; strings compiled: {}, reused from the serving database: {}, disabled: {}{})",

@@ -204,7 +204,7 @@ TEST(Matcher, LayeredBuildAgreesWithAWholeBuildAndANaiveScan) {
     ASSERT_TRUE(whole);
     Matcher& l = **layered;
     ASSERT_EQ(l.banned_count(), whole->banned_count());
-    ASSERT_TRUE(stats.layered());
+    ASSERT_TRUE(stats.built_on_reuse());
     EXPECT_EQ(stats.reused + stats.compiled, l.banned_count());
     EXPECT_EQ(stats.reused + stats.disabled, old_m->banned_count());
     if (l.layered()) ++layered_rounds;
@@ -333,7 +333,7 @@ TEST(Matcher, AConfigFarFromTheServingOneIsCompiledWhole) {
   Matcher::BuildStats stats;
   auto built = Matcher::build(make_config(grown), old_m->base(), &stats);
   ASSERT_TRUE(built);
-  EXPECT_FALSE(stats.layered());
+  EXPECT_FALSE(stats.built_on_reuse());
   EXPECT_EQ(stats.compiled, grown.size());
   EXPECT_FALSE((*built)->layered());
   EXPECT_NE((*built)->base(), old_m->base());
@@ -343,14 +343,14 @@ TEST(Matcher, AConfigFarFromTheServingOneIsCompiledWhole) {
   std::vector<std::string> shrunk(old_banned.begin(), old_banned.begin() + 1000);
   built = Matcher::build(make_config(shrunk), old_m->base(), &stats);
   ASSERT_TRUE(built);
-  EXPECT_FALSE(stats.layered());
+  EXPECT_FALSE(stats.built_on_reuse());
   EXPECT_EQ((*built)->banned_count(), 1000u);
   EXPECT_FALSE(match(**built, "x cnnt-old-2999").found());
 
   // Nothing in common.
   built = Matcher::build(make_config({"cnnt-unrelated"}), old_m->base(), &stats);
   ASSERT_TRUE(built);
-  EXPECT_FALSE(stats.layered());
+  EXPECT_FALSE(stats.built_on_reuse());
   EXPECT_EQ((*built)->banned_count(), 1u);
 }
 

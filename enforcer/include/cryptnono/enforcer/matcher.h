@@ -40,7 +40,9 @@ class Matcher {
     size_t compiled = 0;  // strings compiled by this build
     size_t reused = 0;    // strings taken from `reuse`, compiled before
     size_t disabled = 0;  // strings of `reuse` that the config no longer has
-    bool layered() const { return reused > 0; }
+    // Built on `reuse` (some strings not compiled again); Matcher::layered() says whether
+    // the result still needs a whole rebuild.
+    bool built_on_reuse() const { return reused > 0; }
   };
 
   // Casefolds and de-duplicates the banned strings, compiles them into one database and
