@@ -39,6 +39,19 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/* The kernel ring: a second ring buffer that the collector hands to one enforcer (its
+ * fd, over the direct socket: common/include/cryptnono/direct.h), so that enforcer hears
+ * of an exec with one wake-up, as a bare ring-buffer consumer does, instead of waiting
+ * for the collector to read, encode and forward it. Written only while an enforcer holds
+ * it (kernel_ring_on, set by the collector through the mmap of .bss). Sized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} kernel_ring SEC(".maps");
+
+/* 1 while an enforcer holds the kernel ring. Written by user space only. */
+__u32 kernel_ring_on = 0;
+
 /* One scratch slot per possible CPU (max_entries set at load). A plain array indexed by
  * the CPU rather than a PERCPU_ARRAY: per-CPU map values are limited to 32 KiB
  * (PCPU_MIN_UNIT_SIZE) and a slot can reach ~261 KiB. Programs of this kind do not nest
@@ -169,7 +182,6 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	if (flags & EXEC_FLAG_ARGS_TRUNCATED)
 		cnt->truncated++;
 
-	ev->flags = flags;
 	ev->args_full_len = full > 0xffffffffULL ? 0xffffffffU : (__u32)full;
 	ev->cgroup_len = cg_len;
 	ev->filename_len = fn_len;
@@ -178,7 +190,22 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	/* <= sizeof(struct exec_scratch): see EXEC_DATA_CAP. Default flags: the kernel
 	 * wakes the consumer only when it has caught up, so bursts cost one wake-up. */
 	size = sizeof(*ev) + cg_len + fn_len + args_len;
-	if (bpf_ringbuf_output(&events, buf, size, 0))
+	/* The kernel ring first: its reader is the one waiting to kill. The flag tells the
+	 * collector (and the ring's reader) that this exec reached it; a full kernel ring
+	 * leaves it clear, and the collector forwards that exec the usual way instead. */
+	ev->flags = flags;
+	if (*(volatile __u32 *)&kernel_ring_on) {
+		ev->flags = flags | EXEC_FLAG_IN_KERNEL_RING;
+		if (bpf_ringbuf_output(&kernel_ring, buf, size, 0)) {
+			ev->flags = flags;
+			cnt->kernel_ring_drops++;
+		}
+	}
+	/* An exec the kernel ring's reader has does not wake the collector: it reads its ring
+	 * on a timer meanwhile, so the reader that kills is the only thread this exec wakes
+	 * (two threads woken at once compete for the one idle CPU). One the kernel ring could
+	 * not take wakes it as usual: the collector forwards it to that reader. */
+	if (bpf_ringbuf_output(&events, buf, size, (ev->flags & EXEC_FLAG_IN_KERNEL_RING) ? BPF_RB_NO_WAKEUP : 0))
 		cnt->ringbuf_drops++;
 	return 0;
 }

@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   ExecSourceOptions source_options;
   source_options.max_args_bytes = config.max_args_bytes;
   source_options.ringbuf_bytes = config.ringbuf_bytes;
+  // No direct socket, no one to hand the kernel ring to.
+  source_options.kernel_ring_bytes = config.direct == "off" ? 0 : config.kernel_ring_bytes;
   auto source = ExecSource::open(source_options, logger);
   if (!source) return error_exit(source.error().message, 3);
   logger->info("exec probe attached ({}), max_args_bytes={} ringbuf_bytes={}", (*source)->attach_mode(),
@@ -154,6 +156,18 @@ int main(int argc, char** argv) {
   if (config.direct != "off" && !direct_path.empty()) {
     if (auto ok = (*publisher)->add_direct(direct_path); !ok) return error_exit(ok.error().message);
     logger->info("direct path for the enforcers on {}", direct_path);
+    if ((*source)->kernel_ring_fd() >= 0) {
+      ExecSource* exec = source->get();
+      auto offered = (*publisher)->offer_kernel_ring(std::string(topic::kExec), exec->kernel_ring_fd(),
+                                                     exec->kernel_ring_bytes(), [exec, logger](bool held) {
+                                                       exec->set_kernel_ring_on(held);
+                                                       logger->info("{}", held ? "kernel ring taken by an enforcer: execs go to "
+                                                                                 "it straight from the probe"
+                                                                               : "kernel ring released");
+                                                     });
+      if (!offered) return error_exit(offered.error().message);
+      logger->info("kernel ring of {} bytes offered on the direct path", exec->kernel_ring_bytes());
+    }
   }
 
   ProcReader proc("/proc");
@@ -176,10 +190,11 @@ int main(int argc, char** argv) {
   logger->info(
       "stopped: events_bpf={} events_scan={} scans={} kernel_ringbuf_drops={} events_fpu={} "
       "kernel_fpu_ringbuf_drops={} events_connect={} kernel_connect_ringbuf_drops={} send_drops={} "
-      "direct_sent={} direct_drops={}",
+      "direct_sent={} direct_drops={} kernel_ring_drops={} kernel_ring_grants={}",
       c.events_bpf, c.events_scan, c.scans, k.exec.ringbuf_drops, c.events_fpu, k.fpu.ringbuf_drops,
       c.events_connect, k.connect.ringbuf_drops, (*publisher)->dropped(),
       (*publisher)->direct() ? (*publisher)->direct()->sent() : 0,
-      (*publisher)->direct() ? (*publisher)->direct()->dropped() : 0);
+      (*publisher)->direct() ? (*publisher)->direct()->dropped() : 0, k.exec.kernel_ring_drops,
+      (*publisher)->direct() ? (*publisher)->direct()->kernel_ring_grants() : 0);
   return 0;
 }

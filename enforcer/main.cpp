@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
                  "event): a path, 'auto' (next to the first ipc:// --connect: collector.sock -> collector.direct) "
                  "or 'off'")
       ->capture_default_str();
+  app.add_option("--kernel-ring", config.kernel_ring,
+                 "Take the collector's kernel ring over the direct socket when it offers one (execwhacker): execs "
+                 "come straight from the exec probe, one wake-up after the exec (true/false)")
+      ->capture_default_str();
   app.add_option("--bind", config.bind, "Endpoint to publish decisions and stats on (default: "
                                         "ipc:///run/cryptnono/<detector>.sock)");
   auto* banned_opt =
@@ -261,6 +265,7 @@ int main(int argc, char** argv) {
   } else if (config.direct != "off") {
     options.direct = config.direct;
   }
+  options.kernel_ring = config.kernel_ring;
   options.bind = config.bind;
   options.node = config.node.empty() ? node_name() : config.node;
   options.dry_run = config.dry_run;

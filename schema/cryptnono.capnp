@@ -49,6 +49,9 @@ struct ExecEvent {
   mntNs @15 :UInt32;
   pidNs @16 :UInt32;
   cpu @17 :UInt32;
+  # The exec probe also wrote this exec into the kernel ring an enforcer holds (the
+  # "kernel ring", direct.h): that enforcer judged it from there and skips this copy.
+  inKernelRing @18 :Bool;
 }
 
 enum Action {
@@ -81,7 +84,8 @@ struct Decision {
   connect @14 :ConnectEvent;  # flowkiller: the connect that was judged
   rule @15 :Text;             # flowkiller: "banned" or "fanout"; monero: "rounding-mode"
   uniqueDestinations @16 :UInt32;  # flowkiller fan-out: distinct public (address, port) in the window
-  eventSentBootNs @17 :UInt64;  # when the collector published the judged event (its envelope's sentBootNs)
+  eventSentBootNs @17 :UInt64;  # when the collector published the judged event (its envelope's sentBootNs); 0 from the kernel ring
+  fromKernelRing @18 :Bool;     # the enforcer read the event straight from the exec probe's kernel ring
 }
 
 # monero: a process whose saved FPU state kept a non-default MXCSR rounding mode at

@@ -137,7 +137,9 @@ class Bench:
     def prefix(variant):
         """How the killer's processes are started for a scheduling variant: "plain",
         "rt" (SCHED_FIFO 50, every thread), "pin" (every thread on the last CPU), "pin+rt".
-        "zmq" schedules as "plain" and turns the pipeline's direct path off (ZeroMQ only).
+        "zmq" schedules as "plain" and turns the pipeline's direct path off (ZeroMQ only);
+        "sock" schedules as "plain" and keeps the direct socket but not the kernel ring
+        (the enforcer's --kernel-ring false).
         "flags": the pipeline applies pin + SCHED_FIFO 50 itself (--cpus, --rt-priority); the
         floor gets them from outside, as in "pin+rt"."""
         if variant == "flags":
@@ -158,6 +160,7 @@ class Bench:
         direct = ["--direct", "off"] if "zmq" in variant else []
         if variant == "flags":
             direct += ["--rt-priority", "50", "--cpus", str(os.cpu_count() - 1)]
+        enforcer_only = ["--kernel-ring", "false"] if "sock" in variant else []
         procs = []
         col_ep, enf_ep = self.ep(self.fresh("collector")), self.ep(self.fresh("enforcer"))
         procs.append(Proc(self.fresh("collector"), chrt + [os.path.join(self.bin, "cryptnono-collector"), "--bind", col_ep,
@@ -167,7 +170,7 @@ class Bench:
         procs.append(Proc(self.fresh("enforcer"), chrt + [os.path.join(self.bin, "cryptnono-enforcer"), "--connect", col_ep,
                                                           "--bind", enf_ep, "--config", self.banned, "--config",
                                                           self.token_config, "--stats-interval", "1",
-                                                          "--node", "bench", *direct],
+                                                          "--node", "bench", *direct, *enforcer_only],
                           self.tmp, ready=r"enforcer running", timeout=120))
         if exporter:
             self.metrics_port = 20000 + secrets.randbelow(20000)
@@ -469,9 +472,10 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--victims", type=int, default=400)
-    ap.add_argument("--variants", default="plain,zmq,pin,rt,pin+rt",
+    ap.add_argument("--variants", default="plain,sock,zmq,pin,rt,pin+rt",
                     help="variants for part 2: scheduling (plain, rt, pin, pin+rt from outside; flags: pin + "
-                         "SCHED_FIFO through the programs' own --cpus/--rt-priority) and zmq (plain, direct path off)")
+                         "SCHED_FIFO through the programs' own --cpus/--rt-priority), sock (plain, the direct socket "
+                         "without the kernel ring) and zmq (plain, direct path off)")
     ap.add_argument("--agent-variant", default="plain", help="scheduling of the agent in parts 3 and 4")
     ap.add_argument("--storm-exe", default="", help="program the exec storms start (default: BUILD/bench/cnb-exit0)")
     ap.add_argument("--throughput-s", type=int, default=60)

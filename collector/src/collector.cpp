@@ -20,7 +20,7 @@ namespace {
 // A maximum-size record plus room for the envelope's text fields (node, publisher id).
 constexpr size_t kFirstSegmentWords = (sizeof(exec_scratch) + 16 * 1024) / sizeof(capnp::word);
 
-enum Source : uint32_t { kRing, kFpuRing, kConnectRing, kSignal, kStatsTimer, kSweepTimer, kSubscriptions };
+enum Source : uint32_t { kRing, kFpuRing, kConnectRing, kSignal, kStatsTimer, kSweepTimer, kSubscriptions, kRingPoll };
 
 Result<UniqueFd> periodic_timer(double seconds) {
   UniqueFd fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
@@ -63,7 +63,8 @@ void Collector::publish(const ExecRecord& record) {
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto envelope = publisher_.begin(message, topic::kExec);
   fill_exec_event(envelope.getBody().initExec(), record);
-  publisher_.send(topic::kExec, message);  // a full queue is counted as a send drop
+  // The kernel ring's holder already has it: no direct copy for that one.
+  publisher_.send(topic::kExec, message, record.in_kernel_ring());  // a full queue is counted as a send drop
   ++counters_.events_bpf;
   if (record.truncated()) ++counters_.truncated;
 }
@@ -111,7 +112,7 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
   // Names are part of the contract (the exporter turns each into
   // cryptnono_collector_<name>_total). The exec probe's keep their original names.
   const DirectServer* direct = publisher_.direct();
-  const std::array<std::pair<const char*, uint64_t>, 15> values = {{
+  const std::array<std::pair<const char*, uint64_t>, 17> values = {{
       {"events_bpf", counters_.events_bpf},
       {"events_scan", counters_.events_scan},
       {"scans", counters_.scans},
@@ -130,6 +131,9 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
       // refused: those still reached the enforcer over ZeroMQ, only later.
       {"direct_sent", direct != nullptr ? direct->sent() : 0},
       {"direct_drops", direct != nullptr ? direct->dropped() : 0},
+      // Execs the kernel ring (an enforcer's) had no room for: they went the usual way.
+      {"kernel_ring_drops", kernel.exec.kernel_ring_drops},
+      {"kernel_ring_grants", direct != nullptr ? direct->kernel_ring_grants() : 0},
   }};
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto stats = publisher_.begin(message, topic::kStats).getBody().initStats();
@@ -167,6 +171,22 @@ Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptio
     if (fd < 0) continue;
     if (auto ok = watch(epfd.get(), fd, source_id); !ok) return ok;
   }
+  // While an enforcer holds the kernel ring, the probe does not wake this loop for the
+  // execs that ring took (bpf/exec.bpf.c): the exec ring is read on this timer instead.
+  UniqueFd ring_poll(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!ring_poll.valid()) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  if (auto ok = watch(epfd.get(), ring_poll.get(), kRingPoll); !ok) return ok;
+  bool ring_poll_armed = false;
+  const auto set_ring_poll = [&](bool on) {
+    itimerspec spec{};
+    if (on) {
+      auto ns = static_cast<long long>(std::llround(options.held_ring_poll * 1e9));
+      spec.it_interval.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+      spec.it_interval.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+      spec.it_value = spec.it_interval;
+    }
+    if (timerfd_settime(ring_poll.get(), 0, &spec, nullptr) == 0) ring_poll_armed = on;
+  };
   const auto interval_ms = static_cast<uint32_t>(std::llround(options.stats_interval * 1000));
   publish_stats(read_counters(probes), interval_ms);
 
@@ -179,6 +199,9 @@ Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptio
     }
     for (int i = 0; i < n; ++i) {
       switch (ready[static_cast<size_t>(i)].data.u32) {
+        case kRingPoll:
+          drain_timer(ring_poll.get());
+          [[fallthrough]];
         case kRing:
           if (auto got = source.consume(); !got) logger_->error("{}", got.error().message);
           break;
@@ -214,6 +237,12 @@ Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptio
     // ZeroMQ's fd only signals edges and sends can swallow them, so subscriptions are
     // checked after every wake-up (a non-blocking receive), not only when it fires.
     sweep_for_new_subscribers();
+    const bool held = publisher_.direct() != nullptr && publisher_.direct()->kernel_ring_held();
+    if (held != ring_poll_armed) {
+      set_ring_poll(held);
+      // Records the probe wrote without a wake-up just before the holder left.
+      if (!held) (void)source.consume();
+    }
   }
 }
 

@@ -24,6 +24,10 @@ void add_options(CLI::App& app, Config& c) {
                  "ipc:// --bind: collector.sock -> collector.direct) or 'off'")
       ->capture_default_str();
   app.add_option("--ringbuf-bytes", c.ringbuf_bytes, "BPF ring buffer size (a power of two)")->capture_default_str();
+  app.add_option("--kernel-ring-bytes", c.kernel_ring_bytes,
+                 "size of the kernel ring one enforcer may take over the direct socket, to read execs straight from "
+                 "the probe (a power of two; 0: none)")
+      ->capture_default_str();
   app.add_option("--probes", c.probes, "comma-separated probes to load: exec (required), fpu (monero, x86 only), connect")
       ->delimiter(',')
       ->capture_default_str();
@@ -55,6 +59,10 @@ Result<void> validate(const Config& c) {
       (c.ringbuf_bytes & (c.ringbuf_bytes - 1)) != 0)
     return fail(fmt::format("--ringbuf-bytes: must be a power of two between {} and {}", kMinRingbufBytes,
                             kMaxRingbufBytes));
+  if (c.kernel_ring_bytes != 0 && (c.kernel_ring_bytes < kMinKernelRingBytes || c.kernel_ring_bytes > kMaxRingbufBytes ||
+                                   (c.kernel_ring_bytes & (c.kernel_ring_bytes - 1)) != 0))
+    return fail(fmt::format("--kernel-ring-bytes: must be 0 or a power of two between {} and {}", kMinKernelRingBytes,
+                            kMaxRingbufBytes));
   for (size_t i = 0; i < c.probes.size(); ++i) {
     bool known_probe = false;
     for (const char* p : kKnownProbes) known_probe = known_probe || c.probes[i] == p;
@@ -83,10 +91,10 @@ std::string describe(const Config& c) {
   std::string probes;
   for (const auto& p : c.probes) probes += (probes.empty() ? "" : ",") + p;
   std::string out = fmt::format(
-      "bind={} node={} scan_interval={}s stats_interval={}s max_args_bytes={} ringbuf_bytes={} probes={} "
-      "fpu_threshold={}",
+      "bind={} node={} scan_interval={}s stats_interval={}s max_args_bytes={} ringbuf_bytes={} kernel_ring_bytes={} "
+      "probes={} fpu_threshold={}",
       c.bind, c.node.empty() ? "(auto)" : c.node, c.scan_interval, c.stats_interval, c.max_args_bytes,
-      c.ringbuf_bytes, probes, c.fpu_threshold);
+      c.ringbuf_bytes, c.kernel_ring_bytes, probes, c.fpu_threshold);
   if (c.rt_priority > 0) out += fmt::format(" rt_priority={}", c.rt_priority);
   if (!c.cpus.empty()) out += " cpus=" + c.cpus;
   return out;

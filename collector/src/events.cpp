@@ -133,6 +133,7 @@ void fill_exec_event(schema::ExecEvent::Builder out, const ExecRecord& rec) {
   out.setMntNs(h.mnt_ns);
   out.setPidNs(h.pid_ns);
   out.setCpu(h.cpu);
+  out.setInKernelRing(rec.in_kernel_ring());
 }
 
 void fill_exec_event(schema::ExecEvent::Builder out, const ScannedProcess& p) {

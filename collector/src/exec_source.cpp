@@ -53,6 +53,12 @@ tl::expected<SkelPtr, LoadError> load_and_attach(AttachMode mode, const ExecSour
   if (rc == 0) rc = bpf_map__set_value_size(skel->maps.scratch, static_cast<__u32>(EXEC_SLOT_BYTES(o.max_args_bytes)));
   if (rc == 0) rc = bpf_map__set_max_entries(skel->maps.counters, static_cast<__u32>(cpus));
   if (rc == 0) rc = bpf_map__set_max_entries(skel->maps.events, static_cast<__u32>(o.ringbuf_bytes));
+  // Without a kernel ring the map still exists (the program refers to it), one page long,
+  // and kernel_ring_on stays 0.
+  if (rc == 0)
+    rc = bpf_map__set_max_entries(skel->maps.kernel_ring, static_cast<__u32>(o.kernel_ring_bytes != 0
+                                                                               ? o.kernel_ring_bytes
+                                                                               : static_cast<uint64_t>(sysconf(_SC_PAGESIZE))));
   if (rc == 0) rc = bpf_program__set_autoload(skel->progs.exec_btf, mode == AttachMode::kBtf);
   if (rc == 0) rc = bpf_program__set_autoload(skel->progs.exec_tp, mode == AttachMode::kTracepoint);
   if (rc != 0) return tl::unexpected(LoadError{-rc, "configuring the exec probe failed: " + errno_text(-rc)});
@@ -96,6 +102,11 @@ Result<std::unique_ptr<ExecSource>> ExecSource::open(const ExecSourceOptions& op
   if (options.ringbuf_bytes == 0 || (options.ringbuf_bytes & (options.ringbuf_bytes - 1)) != 0 ||
       options.ringbuf_bytes > (1ull << 31))
     return fail("ringbuf_bytes must be a power of two");
+  const auto page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (options.kernel_ring_bytes != 0 &&
+      (options.kernel_ring_bytes < page || (options.kernel_ring_bytes & (options.kernel_ring_bytes - 1)) != 0 ||
+       options.kernel_ring_bytes > (1ull << 31)))
+    return fail("kernel_ring_bytes must be 0 or a power of two of at least a page");
 
   std::unique_ptr<ExecSource> self(new ExecSource());
   self->logger_ = std::move(logger);
@@ -114,12 +125,13 @@ Result<std::unique_ptr<ExecSource>> ExecSource::open(const ExecSourceOptions& op
   if (!loaded) return fail(loaded.error().message);
   skel = std::move(*loaded);
   self->mode_ = mode;
+  self->kernel_ring_bytes_ = options.kernel_ring_bytes;
 
   // Counters, mapped read-only: readable after every capability is dropped.
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   self->counter_slots_ = bpf_map__max_entries(skel->maps.counters);
   size_t bytes = self->counter_slots_ * sizeof(exec_counters);
   self->counters_map_bytes_ = (bytes + page - 1) / page * page;
+  if (skel->bss == nullptr) return fail("the exec probe's .bss is not memory-mapped (libbpf too old?)");
   void* m = mmap(nullptr, self->counters_map_bytes_, PROT_READ, MAP_SHARED, bpf_map__fd(skel->maps.counters), 0);
   if (m == MAP_FAILED) return fail("mapping the exec probe counters failed: " + errno_text(errno));
   self->counters_map_ = m;
@@ -159,6 +171,13 @@ int ExecSource::on_sample(void* ctx, void* data, size_t size) {
 
 int ExecSource::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
 
+int ExecSource::kernel_ring_fd() const { return kernel_ring_bytes_ != 0 ? bpf_map__fd(skel_->maps.kernel_ring) : -1; }
+
+void ExecSource::set_kernel_ring_on(bool on) {
+  if (kernel_ring_bytes_ == 0) return;
+  __atomic_store_n(&skel_->bss->kernel_ring_on, on ? 1u : 0u, __ATOMIC_RELEASE);
+}
+
 Result<size_t> ExecSource::consume() {
   int n = ring_buffer__consume(ring_);
   if (n < 0) return fail("consuming the exec ring buffer failed: " + errno_text(-n));
@@ -179,6 +198,7 @@ KernelCounters ExecSource::counters() const {
     sum.ringbuf_drops += slots[i].ringbuf_drops;
     sum.argv_read_errors += slots[i].argv_read_errors;
     sum.truncated += slots[i].truncated;
+    sum.kernel_ring_drops += slots[i].kernel_ring_drops;
   }
   return sum;
 }

@@ -70,6 +70,10 @@ DirectServer::~DirectServer() {
 }
 
 void DirectServer::close_client(int fd) {
+  if (fd == ring_holder_) {
+    ring_holder_ = -1;
+    if (ring_.on_hold) ring_.on_hold(false);
+  }
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   ::close(fd);
   clients_.erase(fd);
@@ -87,12 +91,60 @@ void DirectServer::read_client(int fd) {
     }
     std::string_view msg(buf, static_cast<size_t>(n));
     auto it = clients_.find(fd);
+    if (it != clients_.end() && msg.rfind(direct::kRingRequest, 0) == 0) {
+      answer_ring_request(fd, msg.substr(direct::kRingRequest.size()));
+      if (clients_.count(fd) == 0) return;  // the answer could not be sent: closed
+      continue;
+    }
     // Anything but a subscription is a client that does not speak this protocol.
     if (it == clients_.end() || msg.rfind(direct::kSubscribe, 0) != 0 || it->second.topics.size() >= 16) {
       close_client(fd);
       return;
     }
     it->second.topics.emplace_back(msg.substr(direct::kSubscribe.size()));
+  }
+}
+
+void DirectServer::answer_ring_request(int fd, std::string_view topic) {
+  std::string refusal;
+  if (ring_.fd < 0 || topic != ring_.topic) {
+    refusal = "no kernel ring for topic '" + std::string(topic) + "' here";
+  } else if (ring_holder_ >= 0) {
+    refusal = "the kernel ring is held by another client";
+  }
+  const bool grant = refusal.empty();
+  unsigned char header[direct::kHeaderBytes] = {};
+  header[0] = direct::kVersion;
+  header[1] = static_cast<unsigned char>(direct::kRingTopic.size());
+  std::memcpy(header + 2, direct::kRingTopic.data(), direct::kRingTopic.size());
+  uint64_t bytes = grant ? ring_.bytes : 0;
+  const std::string& text = grant ? ring_.publisher_id : refusal;
+  iovec iov[3] = {{header, sizeof header}, {&bytes, sizeof bytes}, {const_cast<char*>(text.data()), text.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 3;
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))] = {};
+  if (grant) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &ring_.fd, sizeof(int));
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {  // a client that asked and cannot take the answer is gone or stuck
+    close_client(fd);
+    return;
+  }
+  if (grant) {
+    ring_holder_ = fd;
+    ++ring_grants_;
+    if (ring_.on_hold) ring_.on_hold(true);
   }
 }
 
@@ -126,7 +178,7 @@ void DirectServer::service() {
   }
 }
 
-void DirectServer::send(std::string_view topic, const void* payload, size_t size) {
+void DirectServer::send(std::string_view topic, const void* payload, size_t size, bool in_kernel_ring) {
   if (clients_.empty() || topic.size() > direct::kMaxTopicBytes) return;
   unsigned char header[direct::kHeaderBytes] = {};
   header[0] = direct::kVersion;
@@ -141,7 +193,7 @@ void DirectServer::send(std::string_view topic, const void* payload, size_t size
     bool wanted = false;
     for (const auto& t : it->second.topics) wanted |= topic.rfind(t, 0) == 0;
     ++it;  // before a possible close_client(fd), which erases the entry
-    if (!wanted) continue;
+    if (!wanted || (in_kernel_ring && fd == ring_holder_)) continue;
     ssize_t n;
     do {
       n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -200,7 +252,7 @@ TwoPathJudge::Verdict TwoPathJudge::judge(std::string_view publisher_id, std::st
                                            bool direct) {
   Verdict v;
   if (direct == direct_primary_) {
-    auto seen = tracker_.observe(publisher_id, topic, sequence);
+    auto seen = tracker_.observe(publisher_id, topic, sequence, direct && direct_gaps_expected_);
     v.lost = seen.lost;
     v.new_publisher = seen.new_publisher;
   }
@@ -229,6 +281,7 @@ TwoPathJudge::Verdict TwoPathJudge::judge(std::string_view publisher_id, std::st
 bool TwoPathJudge::direct_lost() {
   bool was = direct_primary_;
   direct_primary_ = false;
+  direct_gaps_expected_ = false;
   run_first_ = run_last_ = 0;
   return was;
 }

@@ -200,10 +200,16 @@ zmq::message_t Publisher::serialize(capnp::MessageBuilder& message) {
   return payload;
 }
 
-bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message) {
+bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message, bool in_kernel_ring) {
   if (!held_.empty()) flush();
   zmq::message_t payload = serialize(message);
-  return send_frames(topic, payload);
+  return send_frames(topic, payload, in_kernel_ring);
+}
+
+Result<void> Publisher::offer_kernel_ring(std::string topic, int fd, uint64_t bytes, std::function<void(bool)> on_hold) {
+  if (!direct_) return fail("a kernel ring needs the direct socket");
+  direct_->offer_kernel_ring(KernelRingOffer{std::move(topic), fd, bytes, id_, std::move(on_hold)});
+  return {};
 }
 
 void Publisher::send_later(std::string_view topic, capnp::MessageBuilder& message) {
@@ -218,9 +224,9 @@ size_t Publisher::flush() {
   return failed;
 }
 
-bool Publisher::send_frames(std::string_view topic, zmq::message_t& payload) {
+bool Publisher::send_frames(std::string_view topic, zmq::message_t& payload, bool in_kernel_ring) {
   // The direct path first: it is the one a waiting enforcer reads.
-  if (direct_) direct_->send(topic, payload.data(), payload.size());
+  if (direct_) direct_->send(topic, payload.data(), payload.size(), in_kernel_ring);
   try {
     auto first = socket_.send(zmq::buffer(topic.data(), topic.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     if (!first) {
@@ -317,7 +323,10 @@ void Subscriber::unsubscribe(std::string_view topic) {
   socket_.set(zmq::sockopt::unsubscribe, std::string(topic));
 }
 
-Subscriber::~Subscriber() { close_direct(); }
+Subscriber::~Subscriber() {
+  close_direct();
+  if (ring_answer_ && ring_answer_->fd >= 0) ::close(ring_answer_->fd);
+}
 
 void Subscriber::use_direct(std::string path, std::vector<std::string> topics) {
   close_direct();
@@ -369,10 +378,13 @@ int Subscriber::receive_direct(Received& out) {
   for (;;) {
     unsigned char header[direct::kHeaderBytes];
     iovec iov[2] = {{header, sizeof header}, {out.words_.get(), out.capacity_words_ * sizeof(capnp::word)}};
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))];
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = 2;
-    ssize_t n = ::recvmsg(direct_fd_, &msg, MSG_DONTWAIT);
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(direct_fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (n <= 0) {  // 0: the publisher closed (stopped or restarted); < 0: the socket failed
@@ -380,9 +392,26 @@ int Subscriber::receive_direct(Received& out) {
       ++direct_losses_;
       return -1;
     }
+    // Only the kernel ring's answer carries an fd; one anywhere else is closed, not leaked.
+    int passed_fd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < fds; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        if (passed_fd < 0) passed_fd = fd; else ::close(fd);
+      }
+    }
     auto bytes = static_cast<size_t>(n);
-    size_t words = bytes > direct::kHeaderBytes ? (bytes - direct::kHeaderBytes) / sizeof(capnp::word) : 0;
     size_t topic_len = header[1];
+    if (bytes >= direct::kHeaderBytes && header[0] == direct::kVersion && topic_len == direct::kRingTopic.size() &&
+        std::memcmp(header + 2, direct::kRingTopic.data(), topic_len) == 0 && (msg.msg_flags & MSG_TRUNC) == 0) {
+      keep_ring_answer(reinterpret_cast<const unsigned char*>(out.words_.get()), bytes - direct::kHeaderBytes, passed_fd);
+      continue;
+    }
+    if (passed_fd >= 0) ::close(passed_fd);
+    size_t words = bytes > direct::kHeaderBytes ? (bytes - direct::kHeaderBytes) / sizeof(capnp::word) : 0;
     if ((msg.msg_flags & MSG_TRUNC) != 0 || words == 0 || bytes != direct::kHeaderBytes + words * sizeof(capnp::word) ||
         header[0] != direct::kVersion || topic_len > direct::kMaxTopicBytes) {
       ++malformed_;
@@ -398,6 +427,40 @@ int Subscriber::receive_direct(Received& out) {
     ++direct_received_;
     return 1;
   }
+}
+
+void Subscriber::keep_ring_answer(const unsigned char* payload, size_t size, int fd) {
+  KernelRingAnswer answer;
+  if (size < sizeof(uint64_t)) {
+    if (fd >= 0) ::close(fd);
+    answer.refusal = "malformed kernel ring answer";
+  } else {
+    std::memcpy(&answer.bytes, payload, sizeof answer.bytes);
+    std::string text(reinterpret_cast<const char*>(payload) + sizeof(uint64_t), size - sizeof(uint64_t));
+    if (answer.bytes != 0 && fd >= 0) {
+      answer.fd = fd;
+      answer.publisher_id = std::move(text);
+    } else {
+      if (fd >= 0) ::close(fd);
+      answer.bytes = 0;
+      answer.refusal = text.empty() ? "refused" : std::move(text);
+    }
+  }
+  if (ring_answer_ && ring_answer_->fd >= 0) ::close(ring_answer_->fd);  // an older one nobody took
+  ring_answer_ = std::move(answer);
+}
+
+bool Subscriber::request_kernel_ring(std::string_view topic) {
+  if (direct_fd_ < 0) return false;
+  std::string msg(direct::kRingRequest);
+  msg += topic;
+  return ::send(direct_fd_, msg.data(), msg.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(msg.size());
+}
+
+std::optional<Subscriber::KernelRingAnswer> Subscriber::take_kernel_ring_answer() {
+  auto answer = std::move(ring_answer_);
+  ring_answer_.reset();
+  return answer;
 }
 
 Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
@@ -457,7 +520,7 @@ void SequenceTracker::advance(std::string_view publisher_id, std::string_view to
 }
 
 SequenceTracker::Observation SequenceTracker::observe(std::string_view publisher_id, std::string_view topic,
-                                                      uint64_t sequence) {
+                                                      uint64_t sequence, bool gaps_expected) {
   std::string key = stream_key(publisher_id, topic);
   Observation obs;
   auto it = last_.find(key);
@@ -467,7 +530,7 @@ SequenceTracker::Observation SequenceTracker::observe(std::string_view publisher
     obs.new_publisher = true;
     return obs;
   }
-  if (sequence > it->second + 1) obs.lost = sequence - it->second - 1;
+  if (sequence > it->second + 1 && !gaps_expected) obs.lost = sequence - it->second - 1;
   if (sequence > it->second) it->second = sequence;
   total_lost_ += obs.lost;
   return obs;

@@ -12,6 +12,7 @@
 #include <capnp/message.h>
 
 #include "cryptnono/clock.h"
+#include "cryptnono/collector/events.h"
 #include "cryptnono/json_view.h"
 #include "cryptnono/enforcer/execwhacker.h"
 
@@ -30,8 +31,10 @@ Enforcer::Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> det
       log_(std::move(log)),
       paths_(options.connect.size() == 1),
       detector_(std::move(detector)),
-      first_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)) {
+      first_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)),
+      ring_segment_(kj::heapArray<capnp::word>(kFirstSegmentWords)) {
   std::memset(first_segment_.begin(), 0, first_segment_.size() * sizeof(capnp::word));
+  std::memset(ring_segment_.begin(), 0, ring_segment_.size() * sizeof(capnp::word));
   counters_.config_generation = 1;
   started_boot_ns_ = boot_ns();
 }
@@ -110,6 +113,7 @@ void Enforcer::subscribe_events() {
 void Enforcer::maintain_direct() {
   if (subscriber_->direct_losses() != direct_losses_seen_) {
     direct_losses_seen_ = subscriber_->direct_losses();
+    drop_ring();
     if (paths_.direct_lost()) subscriber_->subscribe(detector_->topic());
     log_->warn("direct path {} lost: events keep coming over ZeroMQ; reconnecting", options_.direct);
   }
@@ -185,6 +189,7 @@ std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
       {"publisher_restarts", c.publisher_restarts.load()},
       {"direct_events", c.direct_events.load()},
       {"duplicates", c.duplicates.load()},
+      {"ring_events", c.ring_events.load()},
   };
   detector_->add_counters(out);
   return out;
@@ -232,6 +237,7 @@ void Enforcer::handle(Received& received) {
       subscriber_->unsubscribe(detector_->topic());
       log_->info("direct path {} carries the {} events alone now (ZeroMQ subscription dropped until it goes down)",
                  options_.direct, detector_->topic());
+      request_ring();
     }
     if (seen.lost > 0) counters_.events_lost.fetch_add(seen.lost, std::memory_order_relaxed);
     if (seen.new_publisher) {
@@ -244,6 +250,12 @@ void Enforcer::handle(Received& received) {
       upstream_publisher_ = std::move(id);
     }
     if (!seen.handle) {
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // An exec this enforcer read (or will read) from its kernel ring: a ZeroMQ copy still
+    // queued from before the ring was taken.
+    if (ring_ && env.getBody().isExec() && env.getBody().getExec().getInKernelRing()) {
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -262,13 +274,88 @@ void Enforcer::handle(Received& received) {
   publish_decision(received_boot_ns);
 }
 
-void Enforcer::publish_decision(uint64_t received_boot_ns) {
+void Enforcer::request_ring() {
+  if (!options_.kernel_ring || ring_ || ring_requested_ || detector_->topic() != topic::kExec) return;
+  ring_requested_ = subscriber_->request_kernel_ring(detector_->topic());
+}
+
+void Enforcer::take_ring() {
+  auto answer = subscriber_->take_kernel_ring_answer();
+  if (!answer) return;
+  ring_requested_ = false;
+  if (answer->fd < 0) {
+    log_->info("kernel ring not taken ({}): execs keep coming over the direct path", answer->refusal);
+    return;
+  }
+  auto mapped = KernelRing::map(answer->fd, answer->bytes);  // owns the fd from here
+  if (!mapped) {
+    log_->warn("{}: execs keep coming over the direct path", mapped.error().message);
+    return;  // dropping the fd releases nothing: the collector takes it back when this client leaves
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = (*mapped)->fd();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, (*mapped)->fd(), &ev) != 0) {
+    log_->warn("epoll_ctl on the kernel ring: {}: execs keep coming over the direct path", std::strerror(errno));
+    return;
+  }
+  ring_ = std::move(*mapped);
+  paths_.expect_direct_gaps(true);
+  log_->info("kernel ring of {} bytes taken from {}: execs come straight from the probe", ring_->data_bytes(),
+             answer->publisher_id);
+  consume_ring();
+}
+
+void Enforcer::consume_ring() {
+  if (!ring_) return;
+  ring_->consume([this](const void* data, size_t size) { handle_ring_record(data, size); });
+}
+
+void Enforcer::drop_ring() {
+  ring_requested_ = false;
+  if (!ring_) return;
+  consume_ring();  // what the probe wrote before the collector went away is still to judge
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, ring_->fd(), nullptr);
+  ring_.reset();
+  log_->warn("kernel ring let go (the direct path went down)");
+}
+
+void Enforcer::handle_ring_record(const void* data, size_t size) {
+  uint64_t received_boot_ns = boot_ns();
+  // A config installed before this exec was written must judge it.
+  if (pending_ready_.load(std::memory_order_acquire)) take_pending_update();
+  auto rec = collector::parse_exec_record(data, size);
+  if (!rec) {
+    counters_.malformed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  try {
+    capnp::MallocMessageBuilder message(ring_segment_.asPtr());
+    auto body = message.initRoot<schema::Envelope>().getBody();
+    collector::fill_exec_event(body.initExec(), *rec);
+    counters_.ring_events.fetch_add(1, std::memory_order_relaxed);
+    event_sent_boot_ns_ = 0;
+    if (!detector_->read(body.asReader())) {
+      counters_.malformed.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    counters_.events_received.fetch_add(1, std::memory_order_relaxed);
+    count(detector_->decide(received_boot_ns));
+    publish_decision(received_boot_ns, true);
+  } catch (const kj::Exception& e) {
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    log_->error("an exec from the kernel ring could not be judged: {}", e.getDescription().cStr());
+  }
+}
+
+void Enforcer::publish_decision(uint64_t received_boot_ns, bool from_ring) {
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto envelope = publisher_->begin(message, topic::kDecision);
   auto d = envelope.getBody().initDecision();
   detector_->fill(d);
   d.setReceivedBootNs(received_boot_ns);
   d.setEventSentBootNs(event_sent_boot_ns_);
+  d.setFromKernelRing(from_ring);
   d.setConfigGeneration(serving_generation_);
   if (d.getAction() == schema::Action::NO_MATCH && options_.no_match_batch_ms > 0) {
     publisher_->send_later(topic::kDecision, message);
@@ -318,6 +405,8 @@ bool Enforcer::handle_control(int stop_fd, bool block) {
       (void)!::read(fd, &expirations, sizeof expirations);
       (void)publisher_->flush();
       counters_.send_drops.store(publisher_->dropped(), std::memory_order_relaxed);
+    } else if (ring_ && fd == ring_->fd()) {
+      consume_ring();
     } else if (fd == stop_fd) {
       // A signalfd: consume the signal so it is not left pending. Any other fd: readable
       // means stop.
@@ -385,6 +474,7 @@ void Enforcer::run(int stop_fd) {
         handle(received_);
       }
       counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
+      if (ring_requested_) take_ring();
     }
     // Timer, wake-ups and the stop fd, without blocking, when one of them is ready (the
     // poll reports them also when messages keep coming): not a system call per event.
@@ -392,6 +482,7 @@ void Enforcer::run(int stop_fd) {
       break;
     maintain_direct();
   }
+  consume_ring();  // judged before the last stats, which count them
   counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
   publish_stats();
 }

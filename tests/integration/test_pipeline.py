@@ -278,15 +278,43 @@ class PipelineTest(unittest.TestCase):
             return None
         wait_for(tail_saw, 10, "cryptnono tail to print the decision")
 
-    def test_events_come_first_over_the_direct_path_and_zeromq_alone_still_kills(self):
+    def test_execs_come_from_the_kernel_ring_then_the_direct_path_then_zeromq_alone(self):
         # Default: the enforcer takes exec events from the collector's direct socket (next
-        # to collector.sock) and from ZeroMQ, judges the first copy and skips the second,
-        # then, once the direct path has caught up, takes them from it alone.
+        # to collector.sock) and from ZeroMQ, judges the first copy and skips the second;
+        # once the direct path has caught up it takes them from it alone, and asks for the
+        # collector's kernel ring, from which it then reads every exec straight from the probe.
         banned = random_banned()
         p = self.start([banned])
         self.assertTrue(os.path.exists(os.path.join(p.dir, "collector.direct")))
         self.assertIn("direct path connected", p.log("enforcer"))
         # Any exec on the machine moves the hand-over along; these are ours.
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+                 "execs come straight from the probe" in p.log("enforcer"), 10,
+                 "the enforcer to take the kernel ring")
+        self.assertIn("carries the exec events alone now", p.log("enforcer"))
+        self.assertIn("kernel ring taken by an enforcer", p.log("collector"))
+        ring_before = p.metric("cryptnono_enforcer_ring_events_total")
+        code, _ = run_banned_shell(banned)
+        self.assertEqual(code, -signal.SIGKILL)
+        p.find_line(matched=banned.lower(), action="killed")
+        wait_for(lambda: p.metric("cryptnono_enforcer_ring_events_total") > ring_before and
+                 p.metric("cryptnono_collector_kernel_ring_grants_total") == 1, 10,
+                 "the kernel ring's counters to go up")
+        self.assertEqual(p.metric("cryptnono_enforcer_events_lost_total"), 0)
+        self.assertEqual(p.metric("cryptnono_collector_kernel_ring_drops_total"), 0)
+        # Every exec was judged once: what the ring carried was not sent again on the direct
+        # path, and what ZeroMQ still had queued of it was skipped.
+        wait_for(lambda: p.metric("cryptnono_enforcer_events_received_total") ==
+                 p.metric("cryptnono_enforcer_decisions_total") and
+                 p.metric("cryptnono_enforcer_ring_events_total") + p.metric("cryptnono_enforcer_direct_events_total")
+                 <= p.metric("cryptnono_enforcer_events_received_total"), 10, "one decision per judged event")
+        finish(self, p, self.tmp)
+        self.pipeline = None
+        self.tmp = tempfile.mkdtemp(prefix="cryptnono-itcfg-")
+
+        # --kernel-ring false: the direct path carries the execs and kills.
+        banned = random_banned()
+        p = self.start([banned], enforcer_args=["--kernel-ring", "false"])
         wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
                  "carries the exec events alone now" in p.log("enforcer"), 10,
                  "the direct path to take the exec events alone")
@@ -296,8 +324,9 @@ class PipelineTest(unittest.TestCase):
         wait_for(lambda: p.metric("cryptnono_enforcer_direct_events_total") > 0 and
                  p.metric("cryptnono_collector_direct_sent_total") > 0, 10,
                  "the direct path's counters to go up")
+        self.assertEqual(p.metric("cryptnono_enforcer_ring_events_total"), 0)
+        self.assertEqual(p.metric("cryptnono_collector_kernel_ring_grants_total"), 0)
         self.assertEqual(p.metric("cryptnono_enforcer_events_lost_total"), 0)
-        # Every event was judged once: a decision per first copy, none per second copy.
         received = p.metric("cryptnono_enforcer_events_received_total")
         decisions = p.metric("cryptnono_enforcer_decisions_total")
         self.assertEqual(received, decisions)
@@ -314,8 +343,27 @@ class PipelineTest(unittest.TestCase):
         wait_for(lambda: p.metric("cryptnono_enforcer_events_received_total") > 0, 10,
                  "enforcer stats")
         self.assertEqual(p.metric("cryptnono_enforcer_direct_events_total"), 0)
+        self.assertEqual(p.metric("cryptnono_enforcer_ring_events_total"), 0)
         self.assertEqual(p.metric("cryptnono_enforcer_duplicates_total"), 0)
         self.assertNotIn("direct path connected", p.log("enforcer"))
+
+    def test_an_exec_the_kernel_ring_has_no_room_for_comes_the_direct_way(self):
+        # A one-page kernel ring cannot take an exec whose argv is longer than the page: the
+        # probe counts the drop, the record goes out unflagged, and the collector sends it to
+        # the ring's holder over the direct path, which kills it.
+        banned = random_banned()
+        p = self.start([banned], collector_args=["--kernel-ring-bytes", "4096"])
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+                 "execs come straight from the probe" in p.log("enforcer"), 10,
+                 "the enforcer to take the kernel ring")
+        child = self.spawn(["sh", "-c", f"sleep 5; echo {banned}", "x" * 6000])
+        self.assertEqual(child.wait(timeout=10), -signal.SIGKILL)
+        p.find_line(matched=banned.lower(), action="killed")
+        wait_for(lambda: p.metric("cryptnono_collector_kernel_ring_drops_total") >= 1, 10,
+                 "the kernel ring's drop to be counted")
+        self.assertEqual(p.metric("cryptnono_enforcer_events_lost_total"), 0)
+        # Short execs still fit: they came from the ring.
+        self.assertGreater(p.metric("cryptnono_enforcer_ring_events_total"), 0)
 
     def test_sweep_kills_process_started_before_and_argv_rewriter(self):
         early, late = random_banned(), random_banned()

@@ -100,6 +100,7 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
   kernel.fpu.ringbuf_drops = 5;
   kernel.fpu.map_errors = 6;
   kernel.connect.ringbuf_drops = 7;
+  kernel.exec.kernel_ring_drops = 8;
   collector.publish_stats(kernel, 2500);
 
   std::map<std::string, uint64_t> counters;
@@ -132,6 +133,8 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
       {"send_drops", 0},
       {"direct_sent", 0},  // this publisher has no direct socket (common_direct_test covers it)
       {"direct_drops", 0},
+      {"kernel_ring_drops", 8},
+      {"kernel_ring_grants", 0},
   };
   EXPECT_EQ(counters, expected);
   EXPECT_EQ(interval, 2500u);

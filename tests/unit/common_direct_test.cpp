@@ -1,5 +1,6 @@
 // The direct path (cryptnono/direct.h): real AF_UNIX SOCK_SEQPACKET sockets and real ZeroMQ
 // sockets on ipc in a temp dir, the Publisher and Subscriber the stages use.
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -76,13 +77,14 @@ struct Pair {
     while (sub->wait(-1, 50) == Subscriber::Wait::kMessage && sub->try_receive(got)) {
     }
   }
-  void send(uint32_t pid, const std::string& comm, std::string_view t = topic::kExec) {
+  void send(uint32_t pid, const std::string& comm, std::string_view t = topic::kExec, bool in_kernel_ring = false) {
     capnp::MallocMessageBuilder mb;
     auto env = pub->begin(mb, t);
     auto ev = env.getBody().initExec();
     ev.setPid(pid);
     ev.setComm(comm);
-    pub->send(t, mb);
+    ev.setInKernelRing(in_kernel_ring);
+    pub->send(t, mb, in_kernel_ring);
   }
   ~Pair() { std::filesystem::remove_all(dir); }
 };
@@ -392,6 +394,130 @@ TEST(TwoPathJudge, WithoutDirectAloneZeroMqStaysPrimary) {
   }
   EXPECT_FALSE(j.direct_primary());
   EXPECT_EQ(j.total_lost(), 0u);
+}
+
+TEST(TwoPathJudge, WhileTheKernelRingIsHeldDirectGapsAreNotLosses) {
+  TwoPathJudge j(true);
+  j.judge("pub-a", "exec", 1, false);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 2, true).direct_now_primary);
+  j.expect_direct_gaps(true);
+  auto v = j.judge("pub-a", "exec", 9, true);  // 3..8 went to the kernel ring
+  EXPECT_TRUE(v.handle);
+  EXPECT_EQ(v.lost, 0u);
+  EXPECT_FALSE(j.judge("pub-a", "exec", 9, false).handle);  // a late ZeroMQ copy is still a duplicate
+  // Losing the direct path (and with it the ring) ends the allowance.
+  EXPECT_TRUE(j.direct_lost());
+  j.judge("pub-a", "exec", 10, false);
+  EXPECT_TRUE(j.judge("pub-a", "exec", 11, true).direct_now_primary);
+  EXPECT_EQ(j.judge("pub-a", "exec", 14, true).lost, 2u);
+  EXPECT_EQ(j.total_lost(), 2u);
+}
+
+// --- The kernel ring offer: one holder, an fd over SCM_RIGHTS, its events skipped -------
+
+namespace {
+
+// Serves the publisher's direct socket until `sub` has an answer to its ring request.
+std::optional<Subscriber::KernelRingAnswer> ask_for_ring(Publisher& pub, Subscriber& sub) {
+  if (!sub.request_kernel_ring(topic::kExec)) return std::nullopt;
+  Received got;
+  for (int i = 0; i < 200; ++i) {
+    pub.service_direct();
+    if (sub.wait(-1, 5) == Subscriber::Wait::kMessage)
+      while (sub.try_receive(got)) {
+      }
+    if (auto a = sub.take_kernel_ring_answer()) return a;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST(DirectPath, TheKernelRingGoesToOneClientAndItsEventsAreNotSentToIt) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(p.start());
+  // Stands in for the BPF ring map (tests/bpf covers the real one): the server only passes
+  // the fd on, and the test can tell it arrived by writing through one end and reading the other.
+  int memfd = memfd_create("ring-stand-in", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  ASSERT_EQ(ftruncate(memfd, 4096), 0);
+  std::vector<bool> holds;
+  ASSERT_TRUE(p.pub->offer_kernel_ring(std::string(topic::kExec), memfd, 1 << 20,
+                                       [&holds](bool held) { holds.push_back(held); }));
+
+  auto answer = ask_for_ring(*p.pub, *p.sub);
+  ASSERT_TRUE(answer);
+  ASSERT_GE(answer->fd, 0) << answer->refusal;
+  EXPECT_EQ(answer->bytes, uint64_t{1} << 20);
+  EXPECT_EQ(answer->publisher_id, p.pub->id());
+  EXPECT_NE(answer->fd, memfd);
+  ASSERT_EQ(::pwrite(memfd, "ring", 4, 0), 4);
+  char buf[4] = {};
+  ASSERT_EQ(::pread(answer->fd, buf, 4, 0), 4);  // the same file
+  EXPECT_EQ(std::string(buf, 4), "ring");
+  ::close(answer->fd);
+  EXPECT_EQ(holds, std::vector<bool>{true});
+  EXPECT_TRUE(p.pub->direct()->kernel_ring_held());
+  EXPECT_EQ(p.pub->direct()->kernel_ring_grants(), 1u);
+
+  // A second client is refused while the first holds it, and still gets every event.
+  auto second = Subscriber::connect(p.ctx, {p.ep}, {});
+  ASSERT_TRUE(second);
+  (*second)->use_direct(p.path, {std::string(topic::kExec)});
+  ASSERT_TRUE((*second)->direct_connected());
+  auto refused = ask_for_ring(*p.pub, **second);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->fd, -1);
+  EXPECT_EQ(refused->bytes, 0u);
+  EXPECT_NE(refused->refusal.find("held by another client"), std::string::npos) << refused->refusal;
+
+  // An event that reached the ring skips its holder on the direct path, not the others.
+  p.send(7001, "in-ring", topic::kExec, true);
+  p.send(7002, "not-in-ring", topic::kExec, false);
+  auto direct_pids = [](Subscriber& sub, size_t want) {
+    std::vector<uint32_t> pids;
+    Received got;
+    for (int i = 0; i < 100 && pids.size() < want; ++i) {
+      sub.wait(-1, 10);
+      while (sub.try_receive(got))
+        if (got.direct()) pids.push_back(got.envelope()->getBody().getExec().getPid());
+    }
+    return pids;
+  };
+  EXPECT_EQ(direct_pids(*p.sub, 1), std::vector<uint32_t>{7002});
+  EXPECT_EQ(direct_pids(**second, 2), (std::vector<uint32_t>{7001, 7002}));
+
+  // The holder leaves: the ring is released and the next client may take it.
+  p.sub.reset();
+  for (int i = 0; i < 100 && p.pub->direct()->kernel_ring_held(); ++i) {
+    p.pub->service_direct();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(holds, (std::vector<bool>{true, false}));
+  auto taken = ask_for_ring(*p.pub, **second);
+  ASSERT_TRUE(taken);
+  ASSERT_GE(taken->fd, 0) << taken->refusal;
+  ::close(taken->fd);
+  EXPECT_EQ(p.pub->direct()->kernel_ring_grants(), 2u);
+  ::close(memfd);
+}
+
+TEST(DirectPath, AKernelRingIsRefusedWhenNoneIsOffered) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(p.start());
+  auto answer = ask_for_ring(*p.pub, *p.sub);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->fd, -1);
+  EXPECT_NE(answer->refusal.find("no kernel ring"), std::string::npos) << answer->refusal;
+  // The connection stays up and keeps delivering.
+  p.send(7003, "after");
+  Received got;
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    p.sub->wait(-1, 10);
+    while (p.sub->try_receive(got)) seen |= got.direct() && got.envelope()->getBody().getExec().getPid() == 7003;
+  }
+  EXPECT_TRUE(seen);
 }
 
 // --- Publisher::send_later: held messages keep their order and go out together ---------

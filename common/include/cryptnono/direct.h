@@ -19,11 +19,21 @@
 // Gaps are counted on whichever path is primary: a datagram dropped while the direct path
 // carries a topic alone is a counted loss, as a ZeroMQ high-water-mark drop is.
 //
+// The kernel ring: the publisher may also own a BPF ring buffer that its exec probe writes
+// every exec to (bpf/exec.bpf.c). A client that asks for it ("kernel-ring exec") gets the
+// ring's fd (SCM_RIGHTS) and reads the execs straight from the kernel (KernelRing,
+// kernel_ring.h): one wake-up from the exec to the enforcer, as for a bare ring-buffer
+// reader, instead of three hops. One client holds the ring at a time, until it leaves;
+// the probe writes to the ring only meanwhile. An exec that reached the ring is flagged
+// (ExecEvent.inKernelRing) and not sent to the holder over this socket; one the ring
+// could not take (full) goes the usual way, so nothing is lost while a copy can be sent.
+//
 // Who may connect: the socket file is mode 0660 in the ipc directory (0700), as the ipc://
 // sockets are. Neither class is thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,6 +49,11 @@ inline constexpr size_t kHeaderBytes = 16;      // byte 0: version, byte 1: topi
 inline constexpr size_t kMaxTopicBytes = 14;
 inline constexpr uint8_t kVersion = 1;
 inline constexpr std::string_view kSubscribe = "cryptnono-direct/1 subscribe ";
+// A client's request for the kernel ring of a topic, and the header topic of the answer:
+// an 8-byte ring size (0: refused), then the publisher id (granted) or the reason
+// (refused); the ring's fd rides along as SCM_RIGHTS when granted.
+inline constexpr std::string_view kRingRequest = "cryptnono-direct/1 kernel-ring ";
+inline constexpr std::string_view kRingTopic = "@kernel-ring";
 // The socket buffer asked for on each connection (the kernel caps it at net.core.wmem_max).
 inline constexpr int kSendBufferBytes = 8 * 1024 * 1024;
 }  // namespace direct
@@ -50,6 +65,15 @@ std::string stream_key(std::string_view publisher_id, std::string_view topic);
 // The direct socket path that goes with an ipc:// endpoint: "ipc:///run/x/collector.sock" ->
 // "/run/x/collector.direct". Empty for other transports and abstract ipc sockets.
 std::string direct_path_for(const std::string& endpoint);
+
+// What a publisher offers as its kernel ring (see above).
+struct KernelRingOffer {
+  std::string topic;        // the topic whose events the ring carries ("exec")
+  int fd = -1;              // the ring map's fd (stays owned by the offerer)
+  uint64_t bytes = 0;       // its data size (the map's max_entries)
+  std::string publisher_id;
+  std::function<void(bool held)> on_hold;  // the probe writes to the ring while held
+};
 
 class DirectServer {
  public:
@@ -65,7 +89,12 @@ class DirectServer {
   // Accepts new clients, reads their subscriptions, forgets those that left. Non-blocking.
   void service();
   // Writes one datagram to every client subscribed to a prefix of `topic`. Never blocks.
-  void send(std::string_view topic, const void* payload, size_t size);
+  // `in_kernel_ring`: the event reached the kernel ring, whose holder is skipped.
+  void send(std::string_view topic, const void* payload, size_t size, bool in_kernel_ring = false);
+  // Offers a kernel ring to the clients that ask (one holder at a time).
+  void offer_kernel_ring(KernelRingOffer offer) { ring_ = std::move(offer); }
+  bool kernel_ring_held() const { return ring_holder_ >= 0; }
+  uint64_t kernel_ring_grants() const { return ring_grants_; }
 
   const std::string& path() const { return path_; }
   size_t clients() const { return clients_.size(); }
@@ -76,6 +105,7 @@ class DirectServer {
   DirectServer() = default;
   void close_client(int fd);
   void read_client(int fd);
+  void answer_ring_request(int fd, std::string_view topic);
 
   struct Client {
     std::vector<std::string> topics;
@@ -84,6 +114,9 @@ class DirectServer {
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   std::map<int, Client> clients_;
+  KernelRingOffer ring_;
+  int ring_holder_ = -1;
+  uint64_t ring_grants_ = 0;
   uint64_t sent_ = 0;
   uint64_t dropped_ = 0;
 };

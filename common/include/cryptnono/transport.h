@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -74,6 +75,10 @@ class Publisher {
     if (direct_) direct_->service();
   }
   const DirectServer* direct() const { return direct_.get(); }
+  // Offers a kernel ring (a BPF ring buffer map's fd and size) over the direct socket for
+  // `topic` (direct.h); on_hold(true/false) when a client takes it and when it leaves.
+  // Needs add_direct() first.
+  Result<void> offer_kernel_ring(std::string topic, int fd, uint64_t bytes, std::function<void(bool)> on_hold);
   // CurveZMQ handshakes refused (unknown client key) on this publisher's tcp:// endpoints.
   uint64_t curve_denied() const { return zap_ ? zap_->denied() : 0; }
   uint64_t curve_accepted() const { return zap_ ? zap_->accepted() : 0; }
@@ -95,7 +100,8 @@ class Publisher {
   schema::Envelope::Builder begin(capnp::MessageBuilder& message, std::string_view topic);
   // Sends without blocking. Returns false (and counts a drop) when it could not be queued.
   // What send_later() holds goes out first, so every topic keeps its order.
-  bool send(std::string_view topic, capnp::MessageBuilder& message);
+  // `in_kernel_ring`: the event also reached the kernel ring; its holder gets no direct copy.
+  bool send(std::string_view topic, capnp::MessageBuilder& message, bool in_kernel_ring = false);
   // Holds the message (serialized now, its sequence already taken) until the next send()
   // or flush(). For messages nobody waits for (an enforcer's no-match decisions): sent
   // together, a few dozen wake the ZeroMQ threads on both sides once instead of once each.
@@ -128,7 +134,7 @@ class Publisher {
   std::map<std::string, uint64_t, std::less<>> sequence_;
   std::vector<std::pair<std::string, zmq::message_t>> held_;
   static zmq::message_t serialize(capnp::MessageBuilder& message);
-  bool send_frames(std::string_view topic, zmq::message_t& payload);
+  bool send_frames(std::string_view topic, zmq::message_t& payload, bool in_kernel_ring = false);
   uint64_t sent_ = 0;
   uint64_t dropped_ = 0;
 };
@@ -204,6 +210,17 @@ class Subscriber {
   const std::string& direct_path() const { return direct_path_; }
   // How long the caller may block before maintain_direct() has work: -1 when none.
   long direct_retry_timeout_ms() const { return direct_wanted() && !direct_connected() ? kDirectRetryMs : -1; }
+  // Asks the direct path's publisher for its kernel ring of `topic` (direct.h). The answer
+  // arrives like a message (wait() says kMessage) and is kept for take_kernel_ring_answer()
+  // instead of being returned by try_receive(). False when the direct path is down.
+  bool request_kernel_ring(std::string_view topic);
+  struct KernelRingAnswer {
+    int fd = -1;               // the ring map's fd, now the caller's (-1: refused)
+    uint64_t bytes = 0;        // its data size
+    std::string publisher_id;  // the publisher whose probe writes it
+    std::string refusal;       // why not, when refused
+  };
+  std::optional<KernelRingAnswer> take_kernel_ring_answer();
   uint64_t direct_received() const { return direct_received_; }
   uint64_t direct_losses() const { return direct_losses_; }  // times the direct path went down
   static constexpr long kDirectRetryMs = 250;
@@ -216,6 +233,7 @@ class Subscriber {
 
  private:
   explicit Subscriber(zmq::socket_t socket) : socket_(std::move(socket)) {}
+  void keep_ring_answer(const unsigned char* payload, size_t size, int fd);
   // One direct datagram into `out`: 1 got one, 0 none queued, -1 the path went down.
   int receive_direct(Received& out);
   void close_direct();
@@ -227,6 +245,7 @@ class Subscriber {
   uint64_t direct_received_ = 0;
   uint64_t direct_losses_ = 0;
   bool extra_ready_ = false;
+  std::optional<KernelRingAnswer> ring_answer_;
   zmq::message_t frame_;
   uint64_t received_ = 0;
   uint64_t malformed_ = 0;
@@ -239,7 +258,9 @@ class SequenceTracker {
     uint64_t lost = 0;           // messages skipped since the previous one of this publisher/topic
     bool new_publisher = false;  // first message of this publisher id (a start or restart)
   };
-  Observation observe(std::string_view publisher_id, std::string_view topic, uint64_t sequence);
+  // `gaps_expected`: the messages skipped came another way; not counted as lost.
+  Observation observe(std::string_view publisher_id, std::string_view topic, uint64_t sequence,
+                      bool gaps_expected = false);
   // The last sequence observed for this publisher and topic, 0 when none.
   uint64_t last(std::string_view publisher_id, std::string_view topic) const;
   // Takes `sequence` as observed without counting the messages up to it as lost (they came
@@ -283,13 +304,20 @@ class TwoPathJudge {
   explicit TwoPathJudge(bool direct_alone) : direct_alone_(direct_alone) {}
   Verdict judge(std::string_view publisher_id, std::string_view topic, uint64_t sequence, bool direct);
   // The direct path went down. True when it was primary: the caller subscribes on ZeroMQ again.
+  // It also ends expect_direct_gaps().
   bool direct_lost();
+  // While the subscriber holds the publisher's kernel ring (direct.h), the direct path skips
+  // what the ring carries: its gaps are not losses. (The publisher counts what it could not
+  // send either way: the ring's drops go the direct way, and the direct path's drops are
+  // its direct_drops.)
+  void expect_direct_gaps(bool on) { direct_gaps_expected_ = on; }
   bool direct_primary() const { return direct_primary_; }
   uint64_t total_lost() const { return tracker_.total_lost(); }
 
  private:
   bool direct_alone_;
   bool direct_primary_ = false;
+  bool direct_gaps_expected_ = false;
   SequenceTracker tracker_;  // on the primary path's copies
   DuplicateFilter duplicates_;
   // The unbroken run of direct copies since the direct path (re)connected.

@@ -48,6 +48,10 @@ struct ProbeCounters {
 struct LoopOptions {
   double stats_interval = 5;  // seconds
   double scan_interval = 60;  // seconds; 0: no periodic sweeps
+  // While an enforcer holds the kernel ring, the exec ring is read this often (seconds)
+  // instead of on a wake-up per exec: what other subscribers get of exec events (the
+  // holder reads them from its ring) comes up to this much later.
+  double held_ring_poll = 0.025;
 };
 
 class Collector {

@@ -20,6 +20,8 @@ namespace cryptnono::collector {
 inline constexpr uint64_t kDefaultRingbufBytes = 16u << 20;
 inline constexpr uint64_t kMinRingbufBytes = 1u << 20;   // holds a few maximum-size records
 inline constexpr uint64_t kMaxRingbufBytes = 1u << 30;
+inline constexpr uint64_t kDefaultKernelRingBytes = 4u << 20;
+inline constexpr uint64_t kMinKernelRingBytes = 4096;
 
 struct Config {
   std::string bind = "ipc:///run/cryptnono/collector.sock";
@@ -28,6 +30,9 @@ struct Config {
   double stats_interval = 5;        // seconds between "stats" messages
   uint32_t max_args_bytes = EXEC_ARGS_DEFAULT;
   uint64_t ringbuf_bytes = kDefaultRingbufBytes;
+  // The kernel ring handed to one enforcer over the direct socket (direct.h): a power of
+  // two between kMinKernelRingBytes and kMaxRingbufBytes, or 0 for none.
+  uint64_t kernel_ring_bytes = kDefaultKernelRingBytes;
   // Seconds between binding the socket and the start-up sweep, so subscribers already
   // waiting on the endpoint (ZeroMQ reconnects every 100 ms by default) are connected
   // when it is published: PUB drops what is sent before a subscription arrives. Exec

@@ -31,6 +31,9 @@ enum class AttachMode {
 struct ExecSourceOptions {
   uint32_t max_args_bytes = EXEC_ARGS_DEFAULT;  // EXEC_ARGS_MIN..EXEC_ARGS_CAP
   uint64_t ringbuf_bytes = 16u << 20;           // a power of two
+  // The kernel ring an enforcer may hold (direct.h): a power of two, at least a page;
+  // 0: none (the probe never writes one).
+  uint64_t kernel_ring_bytes = 4u << 20;
   AttachMode attach = AttachMode::kAuto;
 };
 
@@ -40,6 +43,7 @@ struct KernelCounters {
   uint64_t ringbuf_drops = 0;
   uint64_t argv_read_errors = 0;
   uint64_t truncated = 0;
+  uint64_t kernel_ring_drops = 0;
 };
 
 class ExecSource {
@@ -67,6 +71,13 @@ class ExecSource {
   Result<size_t> poll(int timeout_ms);
 
   KernelCounters counters() const;
+
+  // The kernel ring (bpf/exec.bpf.c): its map fd (owned here; -1 when there is none) and
+  // size, and the switch the probe reads before writing to it, flipped through the mmap
+  // of the program's .bss (no capability needed).
+  int kernel_ring_fd() const;
+  uint64_t kernel_ring_bytes() const { return kernel_ring_bytes_; }
+  void set_kernel_ring_on(bool on);
   uint64_t received() const { return received_; }
   uint64_t malformed() const { return malformed_; }
   // "tp_btf" or "tracepoint".
@@ -81,6 +92,7 @@ class ExecSource {
   const void* counters_map_ = nullptr;  // mmap of the counters array
   size_t counters_map_bytes_ = 0;
   size_t counter_slots_ = 0;
+  uint64_t kernel_ring_bytes_ = 0;
   AttachMode mode_ = AttachMode::kBtf;
   Callback callback_;
   std::shared_ptr<spdlog::logger> logger_;

@@ -24,6 +24,8 @@ struct Config {
   // The collector's direct socket (cryptnono/direct.h): "auto" derives it from the first
   // ipc:// --connect endpoint (collector.sock -> collector.direct), "off" disables it.
   std::string direct = "auto";
+  // Take the collector's kernel ring (direct.h) when offered: execs straight from the probe.
+  bool kernel_ring = true;
   std::string bind;  // empty: ipc:///run/cryptnono/<detector>.sock
   // flowkiller
   std::vector<std::string> banned_ips;  // glob patterns of banned-destination files

@@ -21,6 +21,7 @@
 #include "cryptnono/enforcer/detector.h"
 #include "cryptnono/enforcer/killer.h"
 #include "cryptnono/enforcer/matcher.h"
+#include "cryptnono/kernel_ring.h"
 #include "cryptnono/transport.h"
 
 namespace cryptnono::enforcer {
@@ -42,6 +43,9 @@ struct EnforcerOptions {
   // The collector's direct socket (direct.h; empty: ZeroMQ only). Events then come over
   // both paths; the first copy of each is judged, the second skipped.
   std::string direct;
+  // Once the direct path carries the events alone, ask the collector for its kernel ring
+  // (direct.h, kernel_ring.h) and read the execs it takes straight from the probe.
+  bool kernel_ring = true;
   // No-match decisions (the benign majority, which no one waits for) are published in
   // batches, at most this long after their event; every other decision goes out at once,
   // after the no-match ones before it. 0: each at once. See Publisher::send_later.
@@ -100,12 +104,20 @@ class Enforcer {
     std::atomic<uint64_t> send_drops{0};
     std::atomic<uint64_t> direct_events{0};  // events judged from their direct-path copy
     std::atomic<uint64_t> duplicates{0};     // second copies skipped
+    std::atomic<uint64_t> ring_events{0};    // events judged from the kernel ring
   };
 
   Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> detector, std::shared_ptr<spdlog::logger> log);
   Result<void> setup_fds();
   void handle(Received& received);
-  void publish_decision(uint64_t received_boot_ns);
+  void publish_decision(uint64_t received_boot_ns, bool from_ring = false);
+  // The kernel ring: asked for once the direct path is primary, taken when granted, read
+  // when its fd is ready, let go (after reading what it holds) when the direct path drops.
+  void request_ring();
+  void take_ring();
+  void consume_ring();
+  void drop_ring();
+  void handle_ring_record(const void* data, size_t size);
   void publish_stats();
   void take_pending_update();
   // Returns false when the loop should end.
@@ -129,6 +141,9 @@ class Enforcer {
   uint64_t event_sent_boot_ns_ = 0;  // the judged event's publish time (its envelope)
   Received received_;
   kj::Array<capnp::word> first_segment_;  // reused, zeroed by MallocMessageBuilder after use
+  std::unique_ptr<KernelRing> ring_;
+  bool ring_requested_ = false;
+  kj::Array<capnp::word> ring_segment_;  // an exec from the ring, built into an ExecEvent
   uint64_t started_boot_ns_ = 0;
 
   UniqueFd epoll_;

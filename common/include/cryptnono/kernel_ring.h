@@ -1,0 +1,87 @@
+// A reader of a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) that needs no bpf() system call:
+// only the map's fd (handed over by its owner, see direct.h), mmap and epoll. The
+// enforcer reads the exec probe's kernel ring with it after dropping every capability,
+// and container runtimes' default seccomp profiles refuse bpf() to such a process.
+//
+// The layout is the kernel's (kernel/bpf/ringbuf.c): page 0 holds the consumer position
+// (the only page a reader may write), page 1 the producer position, then the data area
+// mapped twice in a row so a record that wraps reads as one piece. Each record starts
+// with an 8-byte header: its length (bit 31: still being written, bit 30: discarded) and
+// a page offset; records are 8-byte aligned.
+//
+// One reader per ring: two would race on the consumer position. Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "cryptnono/result.h"
+
+namespace cryptnono {
+
+class KernelRing {
+ public:
+  // Maps the ring behind `fd` (taken over: closed with this object). `data_bytes` is the
+  // map's max_entries: a power of two, a multiple of the page size.
+  static Result<std::unique_ptr<KernelRing>> map(int fd, uint64_t data_bytes);
+  ~KernelRing();
+  KernelRing(const KernelRing&) = delete;
+  KernelRing& operator=(const KernelRing&) = delete;
+
+  // Readable (epoll) when records are waiting.
+  int fd() const { return fd_; }
+  uint64_t data_bytes() const { return data_bytes_; }
+
+  // Hands each complete record waiting now to `fn(const void* data, size_t size)`, in
+  // order, and frees its space right after; stops at the first record still being
+  // written. Returns how many records were handed over (discarded ones are skipped).
+  template <class Fn>
+  size_t consume(Fn&& fn) {
+    size_t n = 0;
+    uint64_t cons = load_acquire(consumer_pos_);
+    for (;;) {
+      const uint64_t prod = load_acquire(producer_pos_);
+      if (cons >= prod) break;
+      while (cons < prod) {
+        const auto* header = reinterpret_cast<const uint32_t*>(data_ + (cons & (data_bytes_ - 1)));
+        const uint32_t len = __atomic_load_n(header, __ATOMIC_ACQUIRE);
+        if ((len & kBusyBit) != 0) return n;  // the producer has not committed it yet
+        const uint32_t size = len & ~(kBusyBit | kDiscardBit);
+        cons += (static_cast<uint64_t>(size) + kHeaderBytes + 7) & ~uint64_t{7};
+        if ((len & kDiscardBit) == 0) {
+          fn(static_cast<const void*>(reinterpret_cast<const unsigned char*>(header) + kHeaderBytes),
+             static_cast<size_t>(size));
+          ++n;
+        }
+        // Freed at once, as libbpf does: the producer wakes a reader only when the reader
+        // has caught up, so the position must follow every record.
+        __atomic_store_n(consumer_pos_, cons, __ATOMIC_RELEASE);
+      }
+    }
+    return n;
+  }
+
+  // Records waiting (the producer ahead of the consumer).
+  bool pending() const { return load_acquire(producer_pos_) > load_acquire(consumer_pos_); }
+
+ private:
+  KernelRing() = default;
+  static uint64_t load_acquire(const volatile uint64_t* p) {
+    return __atomic_load_n(const_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
+  }
+  static constexpr uint32_t kBusyBit = 1u << 31;
+  static constexpr uint32_t kDiscardBit = 1u << 30;
+  static constexpr uint64_t kHeaderBytes = 8;
+
+  int fd_ = -1;
+  uint64_t data_bytes_ = 0;
+  size_t page_ = 0;
+  void* consumer_map_ = nullptr;  // one page, read-write
+  void* producer_map_ = nullptr;  // one page + the data area twice, read-only
+  uint64_t* consumer_pos_ = nullptr;
+  const uint64_t* producer_pos_ = nullptr;
+  const unsigned char* data_ = nullptr;
+};
+
+}  // namespace cryptnono
