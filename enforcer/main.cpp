@@ -137,6 +137,11 @@ int main(int argc, char** argv) {
                  "at once)")
       ->check(CLI::Range(0u, 1000u))
       ->capture_default_str();
+  app.add_option("--kill-decision-delay-ms", config.kill_decision_delay_ms,
+                 "Publish a killed decision this many ms after the kill, so that waking the decision's subscribers "
+                 "does not compete with the dying process for the CPUs (0: at once)")
+      ->check(CLI::Range(0u, 1000u))
+      ->capture_default_str();
   app.add_option("--stats-interval", config.stats_interval_seconds, "Seconds between stats messages")
       ->check(CLI::Range(0.01, 86400.0))
       ->capture_default_str();
@@ -271,6 +276,7 @@ int main(int argc, char** argv) {
   options.dry_run = config.dry_run;
   options.stats_interval_ms = static_cast<uint32_t>(config.stats_interval_seconds * 1000.0);
   options.no_match_batch_ms = config.no_match_batch_ms;
+  options.kill_decision_delay_ms = config.kill_decision_delay_ms;
   options.also_bind = config.also_bind;
   options.send_hwm = config.send_hwm;
   options.security = std::move(*security);

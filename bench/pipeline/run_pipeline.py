@@ -139,7 +139,8 @@ class Bench:
         "rt" (SCHED_FIFO 50, every thread), "pin" (every thread on the last CPU), "pin+rt".
         "zmq" schedules as "plain" and turns the pipeline's direct path off (ZeroMQ only);
         "sock" schedules as "plain" and keeps the direct socket but not the kernel ring
-        (the enforcer's --kernel-ring false).
+        (the enforcer's --kernel-ring false); "now" schedules as "plain" and publishes killed
+        decisions at once (--kill-decision-delay-ms 0).
         "flags": the pipeline applies pin + SCHED_FIFO 50 itself (--cpus, --rt-priority); the
         floor gets them from outside, as in "pin+rt"."""
         if variant == "flags":
@@ -161,6 +162,8 @@ class Bench:
         if variant == "flags":
             direct += ["--rt-priority", "50", "--cpus", str(os.cpu_count() - 1)]
         enforcer_only = ["--kernel-ring", "false"] if "sock" in variant else []
+        if "now" in variant:
+            enforcer_only += ["--kill-decision-delay-ms", "0"]
         procs = []
         col_ep, enf_ep = self.ep(self.fresh("collector")), self.ep(self.fresh("enforcer"))
         procs.append(Proc(self.fresh("collector"), chrt + [os.path.join(self.bin, "cryptnono-collector"), "--bind", col_ep,
@@ -475,7 +478,8 @@ def main():
     ap.add_argument("--variants", default="plain,sock,zmq,pin,rt,pin+rt",
                     help="variants for part 2: scheduling (plain, rt, pin, pin+rt from outside; flags: pin + "
                          "SCHED_FIFO through the programs' own --cpus/--rt-priority), sock (plain, the direct socket "
-                         "without the kernel ring) and zmq (plain, direct path off)")
+                         "without the kernel ring), now (plain, killed decisions published at once) and zmq (plain, "
+                         "direct path off)")
     ap.add_argument("--agent-variant", default="plain", help="scheduling of the agent in parts 3 and 4")
     ap.add_argument("--storm-exe", default="", help="program the exec storms start (default: BUILD/bench/cnb-exit0)")
     ap.add_argument("--throughput-s", type=int, default=60)

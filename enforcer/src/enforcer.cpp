@@ -357,13 +357,23 @@ void Enforcer::publish_decision(uint64_t received_boot_ns, bool from_ring) {
   d.setEventSentBootNs(event_sent_boot_ns_);
   d.setFromKernelRing(from_ring);
   d.setConfigGeneration(serving_generation_);
-  if (d.getAction() == schema::Action::NO_MATCH && options_.no_match_batch_ms > 0) {
+  const bool no_match = d.getAction() == schema::Action::NO_MATCH && options_.no_match_batch_ms > 0;
+  const bool killed = d.getAction() == schema::Action::KILLED && options_.kill_decision_delay_ms > 0;
+  if (no_match || killed) {
     publisher_->send_later(topic::kDecision, message);
-    if (publisher_->held() == 1) {  // the first of a batch: it goes out no_match_batch_ms from now
-      itimerspec once{};
-      once.it_value.tv_sec = options_.no_match_batch_ms / 1000;
-      once.it_value.tv_nsec = static_cast<long>(options_.no_match_batch_ms % 1000) * 1'000'000;
-      (void)timerfd_settime(batch_timer_.get(), 0, &once, nullptr);
+    // The held messages go out when the batch timer fires: no_match_batch_ms after the
+    // first one, or sooner when a killed decision waits among them.
+    const bool first = publisher_->held() == 1;
+    if (first || killed) {
+      const uint32_t ms = killed ? options_.kill_decision_delay_ms : options_.no_match_batch_ms;
+      const uint64_t due = boot_ns() + uint64_t{ms} * 1'000'000u;
+      if (first || due < batch_due_ns_) {
+        itimerspec once{};
+        once.it_value.tv_sec = ms / 1000;
+        once.it_value.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
+        (void)timerfd_settime(batch_timer_.get(), 0, &once, nullptr);
+        batch_due_ns_ = due;
+      }
     }
   } else {
     (void)publisher_->send(topic::kDecision, message);  // also sends the held ones first

@@ -73,6 +73,7 @@ class EnforcerLoop : public ::testing::Test {
     options.dry_run = dry_run;
     options.stats_interval_ms = stats_interval_ms_;
     options.no_match_batch_ms = no_match_batch_ms_;
+    options.kill_decision_delay_ms = kill_decision_delay_ms_;
     auto serving = rules->matcher->base();
     auto e = Enforcer::create(ctx_, options, killer_, std::move(rules->matcher), log_);
     ASSERT_TRUE(e) << e.error().message;
@@ -186,6 +187,7 @@ class EnforcerLoop : public ::testing::Test {
   std::atomic<int> compacted_{0};  // matchers rebuilt whole after a layered reload
   Matcher::Compile start_compile_ = Matcher::Compile::kOnce;
   uint32_t no_match_batch_ms_ = EnforcerOptions{}.no_match_batch_ms;
+  uint32_t kill_decision_delay_ms_ = EnforcerOptions{}.kill_decision_delay_ms;
   uint32_t stats_interval_ms_ = 100;
   zmq::context_t ctx_;
   std::string dir_, config_dir_, config_path_, token_, exec_ep_, decision_ep_, raw_ep_;
@@ -311,6 +313,7 @@ TEST_F(EnforcerLoop, NoMatchDecisionsLeaveOutArgvAndCmdline) {
 
 TEST_F(EnforcerLoop, NoMatchDecisionsAreHeldAndAKillSendsThemFirstInOrder) {
   no_match_batch_ms_ = 1000;  // long enough to see them held
+  kill_decision_delay_ms_ = 0;  // a killed decision at once
   stats_interval_ms_ = 60'000;  // a stats message sends the held decisions first
   start(testing::config_json({token_}));
   // The handshake's probes came back: a held batch goes out within no_match_batch_ms.
@@ -335,6 +338,34 @@ TEST_F(EnforcerLoop, NoMatchDecisionsAreHeldAndAKillSendsThemFirstInOrder) {
   for (size_t i = 1; i < 4; ++i) EXPECT_EQ(tail[i].second, tail[i - 1].second + 1);
   EXPECT_TRUE(eventually([&] { return !victim.alive(); }));
   for (auto& c : benign) EXPECT_TRUE(c.alive());
+}
+
+TEST_F(EnforcerLoop, AKilledDecisionFollowsTheKillAfterItsDelayWithTheHeldOnesBeforeIt) {
+  no_match_batch_ms_ = 1000;
+  kill_decision_delay_ms_ = 150;
+  stats_interval_ms_ = 60'000;
+  start(testing::config_json({token_}));
+  Child benign(dir_, testing::random_token());
+  publish(event_for(benign));
+  EXPECT_FALSE(await_decision(benign.pid(), 200ms)) << "a no-match decision went out before its batch";
+  Child victim(dir_, token_);
+  const auto published = std::chrono::steady_clock::now();
+  publish(event_for(victim));
+  // Killed at once; the decision comes kill_decision_delay_ms later (the timer cannot fire
+  // sooner), the held no-match one first, long before that one's own batch was due.
+  EXPECT_TRUE(eventually([&] { return !victim.alive(); }));
+  std::vector<uint32_t> pids;
+  auto kill = await([&](schema::Envelope::Reader e) {
+    if (!e.getBody().isDecision()) return false;
+    pids.push_back(e.getBody().getDecision().getEvent().getPid());
+    return pids.back() == static_cast<uint32_t>(victim.pid());
+  }, 600ms);
+  const auto waited = std::chrono::steady_clock::now() - published;
+  ASSERT_TRUE(kill) << "the kill decision waited for the no-match batch";
+  EXPECT_EQ(kill->decision().getAction(), schema::Action::KILLED);
+  EXPECT_GE(waited, 150ms);
+  EXPECT_EQ(pids, (std::vector<uint32_t>{static_cast<uint32_t>(benign.pid()), static_cast<uint32_t>(victim.pid())}));
+  EXPECT_TRUE(benign.alive());
 }
 
 TEST_F(EnforcerLoop, EditingTheConfigOnDiskTakesEffectWithoutRestart) {

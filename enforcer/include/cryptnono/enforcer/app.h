@@ -34,6 +34,7 @@ struct Config {
   std::string node;  // empty: $NODE_NAME, else the hostname
   double stats_interval_seconds = 5;
   uint32_t no_match_batch_ms = 20;  // EnforcerOptions::no_match_batch_ms
+  uint32_t kill_decision_delay_ms = 5;  // EnforcerOptions::kill_decision_delay_ms
   std::string log_level = "info";
   bool check = false;
   std::vector<std::string> also_bind;

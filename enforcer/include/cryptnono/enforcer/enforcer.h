@@ -50,6 +50,11 @@ struct EnforcerOptions {
   // batches, at most this long after their event; every other decision goes out at once,
   // after the no-match ones before it. 0: each at once. See Publisher::send_later.
   uint32_t no_match_batch_ms = 20;
+  // A killed decision goes out this long after the kill (with any no-match ones held before
+  // it), not at once: publishing wakes ZeroMQ's threads here and in every subscriber, on
+  // the CPUs where the killed process is being torn down and its parent waits for it.
+  // Measured in BENCHMARKS.md (part 2). 0: at once.
+  uint32_t kill_decision_delay_ms = 5;
 };
 
 class Enforcer {
@@ -143,6 +148,7 @@ class Enforcer {
   kj::Array<capnp::word> first_segment_;  // reused, zeroed by MallocMessageBuilder after use
   std::unique_ptr<KernelRing> ring_;
   bool ring_requested_ = false;
+  uint64_t batch_due_ns_ = 0;  // when the batch timer fires for the held decisions
   kj::Array<capnp::word> ring_segment_;  // an exec from the ring, built into an ExecEvent
   uint64_t started_boot_ns_ = 0;
 
