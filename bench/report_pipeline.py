@@ -5,8 +5,10 @@ import statistics
 from benchutil import read_jsonl
 
 
-VARIANTS = ["plain", "zmq", "pin", "rt", "pin+rt", "flags"]
-LABELS = {"plain": "normal", "zmq": "normal, ZeroMQ only (--direct off)", "pin": "pinned to 1 CPU",
+VARIANTS = ["plain", "sock", "now", "zmq", "pin", "rt", "pin+rt", "flags"]
+LABELS = {"plain": "normal", "sock": "normal, direct socket without the kernel ring (--kernel-ring false)",
+          "now": "normal, killed decisions at once (--kill-decision-delay-ms 0)",
+          "zmq": "normal, ZeroMQ only (--direct off)", "pin": "pinned to 1 CPU",
           "rt": "SCHED_FIFO 50", "pin+rt": "pinned + SCHED_FIFO 50",
           "flags": "pinned + SCHED_FIFO 50 (--cpus, --rt-priority)"}
 
@@ -75,7 +77,7 @@ def latency(out):
 
 def hops(out):
     rows = read_jsonl(os.path.join(out, "latency.jsonl"))
-    pipe = [r for r in rows if r["killer"] == "pipeline" and not r["storm"] and r.get("collector_us", {}).get("n")]
+    pipe = [r for r in rows if r["killer"] == "pipeline" and not r["storm"] and r.get("read_us", {}).get("n")]
     floor = [r for r in rows if r["killer"] == "floor" and not r["storm"] and r["dead_us"].get("n")]
     if not pipe:
         return
@@ -96,11 +98,16 @@ def hops(out):
             return statistics.median(v) if v else float("nan")
 
         sched = _label(rt)
-        print(f"| {sched} | exec → collector published (BPF, ring-buffer wake-up, read, Cap'n Proto, ZeroMQ send) | "
-              f"{_us(m(p, 'collector_us', 'p50'))} | {_us(m(p, 'collector_us', 'p99'))} | "
-              f"{_us(m(f, 'read_us', 'p50'))} (event read) |")
-        print(f"| {sched} | collector published → enforcer received (direct path, or ZeroMQ: 2 I/O threads, ipc socket, app thread "
-              f"wake-up) | {_us(m(p, 'transport_us', 'p50'))} | {_us(m(p, 'transport_us', 'p99'))} | – |")
+        if any(r.get("collector_us", {}).get("n") for r in p):
+            print(f"| {sched} | exec → collector published (BPF, ring-buffer wake-up, read, Cap'n Proto, ZeroMQ send) | "
+                  f"{_us(m(p, 'collector_us', 'p50'))} | {_us(m(p, 'collector_us', 'p99'))} | "
+                  f"{_us(m(f, 'read_us', 'p50'))} (event read) |")
+            print(f"| {sched} | collector published → enforcer received (direct path, or ZeroMQ: 2 I/O threads, ipc socket, "
+                  f"app thread wake-up) | {_us(m(p, 'transport_us', 'p50'))} | {_us(m(p, 'transport_us', 'p99'))} | – |")
+        else:  # the kernel ring: the enforcer reads the probe's record itself
+            print(f"| {sched} | exec → enforcer read it from the kernel ring (BPF, ring-buffer wake-up) | "
+                  f"{_us(m(p, 'read_us', 'p50'))} | {_us(m(p, 'read_us', 'p99'))} | "
+                  f"{_us(m(f, 'read_us', 'p50'))} (event read) |")
         print(f"| {sched} | received → decided (decode, join, casefold, match) | {_us(m(p, 'decide_us', 'p50'))} | "
               f"{_us(m(p, 'decide_us', 'p99'))} | – |")
         print(f"| {sched} | decided → SIGKILL sent (pidfd_open, /proc start-time check, pidfd_send_signal) | "

@@ -312,20 +312,23 @@ class Bench:
                     for killer in ("floor", "pipeline"):
                         self.latency_scenario(killer, storm, variant, a.victims, rnd)
 
-    def paced_bpf_cost(self, consumer, prog_prefix, seconds):
+    def paced_bpf_cost(self, consumers, prog_prefix, seconds):
         """BPF run time per exec of the programs named prog_prefix* at 200 execs/s, twice:
-        with `consumer` (the process reading their ring buffer) running, so every record
-        wakes it, and with it stopped (SIGSTOP), so none does."""
+        with `consumers` (the processes reading their ring buffers: the floor, or the
+        collector and the enforcer holding the kernel ring) running, so every record wakes
+        one, and with them stopped (SIGSTOP), so none does."""
         for mode in ("wakeup", "no-wakeup"):
             if mode == "no-wakeup":
-                os.kill(consumer.pid, signal.SIGSTOP)
+                for consumer in consumers:
+                    os.kill(consumer.pid, signal.SIGSTOP)
             bpf0 = {r["id"]: r for r in self.bpf_prog_stats(prog_prefix)}
             st = self.storm(seconds=seconds, workers=1, rate=200)
             st.p.wait()
             st.stop()
             bpf1 = {r["id"]: r for r in self.bpf_prog_stats(prog_prefix)}
             if mode == "no-wakeup":
-                os.kill(consumer.pid, signal.SIGCONT)
+                for consumer in consumers:
+                    os.kill(consumer.pid, signal.SIGCONT)
             for prog_id, r in bpf1.items():
                 r0 = bpf0.get(prog_id, {"run_time_ns": 0, "run_cnt": 0})
                 cnt = r["run_cnt"] - r0["run_cnt"]
@@ -370,8 +373,10 @@ class Bench:
         append_jsonl(os.path.join(self.out, "throughput.jsonl"), row)
         c, e = row["collector"], row["enforcer"]
         log(f"throughput: {row['rate']:.0f} execs/s for {row['seconds']:.0f} s; collector events_bpf "
-            f"{c.get('events_bpf')} ringbuf_drops {c.get('kernel_ringbuf_drops')} send_drops {c.get('send_drops')}; "
-            f"enforcer received {e.get('events_received')} lost {e.get('events_lost')}; exporter lost {exp_lost}")
+            f"{c.get('events_bpf')} ringbuf_drops {c.get('kernel_ringbuf_drops')} kernel_ring_drops "
+            f"{c.get('kernel_ring_drops')} send_drops {c.get('send_drops')}; enforcer received "
+            f"{e.get('events_received')} (kernel ring {e.get('ring_events')}) lost {e.get('events_lost')}; "
+            f"exporter lost {exp_lost}")
 
     # --- part 4 ----------------------------------------------------------------------
     def bpf_prog_stats(self, name_prefix):
@@ -453,13 +458,13 @@ class Bench:
             # difference is what the wake-up costs inside the program.
             procs = self.start_pipeline(self.args.agent_variant)
             time.sleep(1.0)
-            self.paced_bpf_cost(procs[0], "exec_", seconds)
+            self.paced_bpf_cost(procs[:2], "exec_", seconds)
             time.sleep(1.0)
             for p in reversed(procs):
                 p.stop()
             # The same for the floor's minimal program: what any exec probe costs here.
             procs = self.start_floor("plain")
-            self.paced_bpf_cost(procs[0], "floor_", seconds)
+            self.paced_bpf_cost(procs[:1], "floor_", seconds)
             for p in procs:
                 p.stop()
         finally:
