@@ -479,6 +479,8 @@ Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
   return Wait::kFd;
 }
 
+int Subscriber::zmq_fd() { return socket_.get(zmq::sockopt::fd); }
+
 bool Subscriber::try_receive(Received& out) {
   // The direct path first: its copy of a message is the earlier one.
   if (receive_direct(out) == 1) return true;

@@ -104,6 +104,7 @@ Result<void> Enforcer::setup_fds() {
 
 void Enforcer::subscribe_events() {
   subscriber_->subscribe(detector_->topic());
+  ++subscription_changes_;
   if (!options_.direct.empty()) {
     subscriber_->use_direct(options_.direct, {std::string(detector_->topic())});
     if (subscriber_->direct_connected()) log_->info("direct path connected ({})", options_.direct);
@@ -114,7 +115,10 @@ void Enforcer::maintain_direct() {
   if (subscriber_->direct_losses() != direct_losses_seen_) {
     direct_losses_seen_ = subscriber_->direct_losses();
     drop_ring();
-    if (paths_.direct_lost()) subscriber_->subscribe(detector_->topic());
+    if (paths_.direct_lost()) {
+      subscriber_->subscribe(detector_->topic());
+      ++subscription_changes_;
+    }
     log_->warn("direct path {} lost: events keep coming over ZeroMQ; reconnecting", options_.direct);
   }
   if (subscriber_->maintain_direct() == "connected") log_->info("direct path connected ({})", options_.direct);
@@ -235,6 +239,7 @@ void Enforcer::handle(Received& received) {
     auto seen = paths_.judge(publisher, received.topic(), env.getSequence(), received.direct());
     if (seen.direct_now_primary) {
       subscriber_->unsubscribe(detector_->topic());
+      ++subscription_changes_;
       log_->info("direct path {} carries the {} events alone now (ZeroMQ subscription dropped until it goes down)",
                  options_.direct, detector_->topic());
       request_ring();
@@ -397,12 +402,36 @@ void Enforcer::publish_stats() {
   counters_.send_drops.store(publisher_->dropped(), std::memory_order_relaxed);
 }
 
-bool Enforcer::handle_control(int stop_fd, bool block) {
-  epoll_event events[4];
-  int n = epoll_wait(epoll_.get(), events, 4, block ? -1 : 0);
+void Enforcer::watch_sockets() {
+  auto add = [this](int fd) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    return epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+  };
+  if (zmq_fd_ < 0) {
+    int fd = subscriber_->zmq_fd();
+    if (add(fd)) zmq_fd_ = fd;
+  }
+  int direct = subscriber_->direct_fd();
+  if (direct != direct_fd_registered_) {
+    // A closed fd left epoll by itself; a reconnect may even reuse its number.
+    if (direct_fd_registered_ >= 0) (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, direct_fd_registered_, nullptr);
+    direct_fd_registered_ = direct >= 0 && add(direct) ? direct : -1;
+  }
+}
+
+bool Enforcer::wait_and_dispatch(int stop_fd, int timeout_ms) {
+  epoll_event events[8];
+  int n = epoll_wait(epoll_.get(), events, 8, timeout_ms);
+  bool sockets = false;
   for (int i = 0; i < n; ++i) {
     int fd = events[i].data.fd;
-    if (fd == wake_.get()) {
+    if (ring_ && fd == ring_->fd()) {
+      consume_ring();
+    } else if (fd == zmq_fd_ || fd == direct_fd_registered_) {
+      sockets = true;
+    } else if (fd == wake_.get()) {
       uint64_t v = 0;
       (void)!::read(fd, &v, sizeof v);
     } else if (fd == timer_.get()) {
@@ -415,8 +444,6 @@ bool Enforcer::handle_control(int stop_fd, bool block) {
       (void)!::read(fd, &expirations, sizeof expirations);
       (void)publisher_->flush();
       counters_.send_drops.store(publisher_->dropped(), std::memory_order_relaxed);
-    } else if (ring_ && fd == ring_->fd()) {
-      consume_ring();
     } else if (fd == stop_fd) {
       // A signalfd: consume the signal so it is not left pending. Any other fd: readable
       // means stop.
@@ -427,7 +454,7 @@ bool Enforcer::handle_control(int stop_fd, bool block) {
     }
   }
   take_pending_update();
-  return !stop_requested_.load();
+  return sockets;
 }
 
 void Enforcer::wait_for_decision_subscriber() {
@@ -466,31 +493,40 @@ void Enforcer::run(int stop_fd) {
   log_->info("enforcer running ({}: {}); events from {}; decisions on {} as {}{}", detector_->name(),
              detector_->describe(), connect, options_.bind, publisher_->id(),
              options_.dry_run ? " (dry run: nothing is killed)" : "");
+  // ZMQ_FD signals edges: the sockets are drained (try_receive until it says no) before the
+  // loop waits on them, at start, after every (un)subscription and after a cut-short batch.
+  bool drain = true;
   while (!stop_requested_.load()) {
-    Subscriber::Wait woke;
-    try {
-      // Blocks for good unless the direct path is down and due for a reconnect.
-      woke = subscriber_->wait(epoll_.get(), subscriber_->direct_retry_timeout_ms());
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;
-      log_->error("waiting for events failed: {}", e.what());
-      break;
-    }
-    if (woke == Subscriber::Wait::kMessage) {
-      for (int i = 0; i < kBatch; ++i) {
+    watch_sockets();
+    // Blocks for good unless messages are left or the direct path is down and due for a
+    // reconnect.
+    long timeout = drain ? 0 : subscriber_->direct_retry_timeout_ms();
+    if (wait_and_dispatch(stop_fd, static_cast<int>(timeout))) drain = true;
+    if (stop_requested_.load()) break;
+    if (drain) {
+      drain = false;
+      const uint64_t subscriptions = subscription_changes_;
+      int i = 0;
+      for (; i < kBatch; ++i) {
         // A config installed before this event was published must judge it.
         if (pending_ready_.load(std::memory_order_acquire)) take_pending_update();
-        if (!subscriber_->try_receive(received_)) break;
+        try {
+          if (!subscriber_->try_receive(received_)) break;
+        } catch (const zmq::error_t& e) {
+          if (e.num() == EINTR) continue;
+          log_->error("receiving events failed: {}", e.what());
+          stop_requested_.store(true);
+          break;
+        }
         handle(received_);
       }
       counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);
+      if (i == kBatch || subscription_changes_ != subscriptions) drain = true;
       if (ring_requested_) take_ring();
     }
-    // Timer, wake-ups and the stop fd, without blocking, when one of them is ready (the
-    // poll reports them also when messages keep coming): not a system call per event.
-    if ((woke != Subscriber::Wait::kMessage || subscriber_->extra_fd_ready()) && !handle_control(stop_fd, false))
-      break;
+    const uint64_t subscriptions = subscription_changes_;
     maintain_direct();
+    if (subscription_changes_ != subscriptions) drain = true;
   }
   consume_ring();  // judged before the last stats, which count them
   counters_.wire_malformed.store(subscriber_->malformed(), std::memory_order_relaxed);

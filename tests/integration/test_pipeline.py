@@ -104,12 +104,14 @@ class Pipeline:
         """Starts a stage again with the argv it had (after kill())."""
         self._start(name, self.argv[name])
 
-    def rss_kib(self, name):
+    def rss_kib(self, name, field="VmRSS"):
+        """A stage's resident memory (KiB): all of it, or one part ("RssAnon": its heap and
+        stacks, without the shared mappings such as the BPF rings it reads)."""
         with open(f"/proc/{self.procs[name].pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-        raise AssertionError(f"no VmRSS for {name}")
+        raise AssertionError(f"no {field} for {name}")
 
     def log(self, name, stream="err"):
         with open(os.path.join(self.dir, f"{name}.{stream}"), "rb") as f:

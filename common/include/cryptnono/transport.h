@@ -188,6 +188,12 @@ class Subscriber {
   Wait wait(int extra_fd, long timeout_ms);
   // Whether the last wait() also found `extra_fd` readable (it says kMessage first).
   bool extra_fd_ready() const { return extra_ready_; }
+  // For a caller's own epoll set instead of wait(): the ZeroMQ socket's ZMQ_FD (readable
+  // when the socket may have messages; it signals edges, so drain with try_receive() until
+  // it returns false before waiting on it again, and after subscribe/unsubscribe) and the
+  // direct socket (-1 while down; a new fd after each reconnect).
+  int zmq_fd();
+  int direct_fd() const { return direct_fd_; }
   // Non-blocking. Returns false when nothing is queued. Messages that are not exactly two
   // frames are discarded and counted in malformed().
   bool try_receive(Received& out);
