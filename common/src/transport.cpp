@@ -367,6 +367,7 @@ std::string Subscriber::maintain_direct() {
     }
   }
   direct_fd_ = fd;
+  ++direct_connects_;
   return "connected";
 }
 

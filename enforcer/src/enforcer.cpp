@@ -413,11 +413,14 @@ void Enforcer::watch_sockets() {
     int fd = subscriber_->zmq_fd();
     if (add(fd)) zmq_fd_ = fd;
   }
-  int direct = subscriber_->direct_fd();
-  if (direct != direct_fd_registered_) {
-    // A closed fd left epoll by itself; a reconnect may even reuse its number.
-    if (direct_fd_registered_ >= 0) (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, direct_fd_registered_, nullptr);
+  // A new connection of the direct path (the old socket was closed, which took it out of
+  // epoll) may have the old one's number: connections are told apart by their count.
+  if (subscriber_->direct_connects() != direct_connects_watched_) {
+    direct_connects_watched_ = subscriber_->direct_connects();
+    int direct = subscriber_->direct_fd();
     direct_fd_registered_ = direct >= 0 && add(direct) ? direct : -1;
+  } else if (subscriber_->direct_fd() < 0) {
+    direct_fd_registered_ = -1;
   }
 }
 

@@ -98,6 +98,16 @@ class FaultTest(unittest.TestCase):
         wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
                  p.log("enforcer").count("carries the exec events alone now") >= 2, 10,
                  "the direct path to take the exec events alone again")
+        # The old collector's kernel ring was let go (after reading what it held), and the
+        # new one's is taken and kills: the exec path is whole again.
+        self.assertIn("kernel ring let go", p.log("enforcer"))
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+                 p.log("enforcer").count("execs come straight from the probe") >= 2, 10,
+                 "the enforcer to take the new collector's kernel ring")
+        ring_before = p.metric("cryptnono_enforcer_ring_events_total")
+        self.banned_dies(self.spawn_banned())
+        wait_for(lambda: p.metric("cryptnono_enforcer_ring_events_total") > ring_before, 10,
+                 "execs to come from the new kernel ring")
 
     def test_exporter_down_blocks_nothing_upstream_and_grows_nothing(self):
         p = self.pipeline

@@ -194,6 +194,8 @@ class Subscriber {
   // direct socket (-1 while down; a new fd after each reconnect).
   int zmq_fd();
   int direct_fd() const { return direct_fd_; }
+  // Counts the direct path's connections: a new one may reuse the old fd's number.
+  uint64_t direct_connects() const { return direct_connects_; }
   // Non-blocking. Returns false when nothing is queued. Messages that are not exactly two
   // frames are discarded and counted in malformed().
   bool try_receive(Received& out);
@@ -250,6 +252,7 @@ class Subscriber {
   uint64_t direct_last_attempt_ns_ = 0;
   uint64_t direct_received_ = 0;
   uint64_t direct_losses_ = 0;
+  uint64_t direct_connects_ = 0;
   bool extra_ready_ = false;
   std::optional<KernelRingAnswer> ring_answer_;
   zmq::message_t frame_;

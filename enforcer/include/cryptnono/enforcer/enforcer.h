@@ -164,6 +164,7 @@ class Enforcer {
   int zmq_fd_ = -1;              // the subscriber's ZMQ_FD, in epoll_
   uint64_t subscription_changes_ = 0;  // ZeroMQ (un)subscriptions: each may swallow a ZMQ_FD edge
   int direct_fd_registered_ = -1;  // the direct socket's fd in epoll_ (it changes on reconnects)
+  uint64_t direct_connects_watched_ = 0;  // the direct connection that fd belongs to
 
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> pending_ready_{false};
