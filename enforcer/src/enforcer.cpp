@@ -292,18 +292,22 @@ void Enforcer::take_ring() {
     log_->info("kernel ring not taken ({}): execs keep coming over the direct path", answer->refusal);
     return;
   }
+  // From the grant on, the collector flags what the ring takes and sends this enforcer no
+  // copy of it: a ring this enforcer cannot read must be handed back, and leaving the direct
+  // socket is how (the collector then stops writing to it). The direct path reconnects and
+  // carries everything, and the ring is not asked for again.
+  auto give_back = [this](const std::string& why) {
+    log_->warn("kernel ring handed back ({}): execs keep coming over the direct path", why);
+    options_.kernel_ring = false;
+    subscriber_->drop_direct();
+  };
   auto mapped = KernelRing::map(answer->fd, answer->bytes);  // owns the fd from here
-  if (!mapped) {
-    log_->warn("{}: execs keep coming over the direct path", mapped.error().message);
-    return;  // dropping the fd releases nothing: the collector takes it back when this client leaves
-  }
+  if (!mapped) return give_back(mapped.error().message);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = (*mapped)->fd();
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, (*mapped)->fd(), &ev) != 0) {
-    log_->warn("epoll_ctl on the kernel ring: {}: execs keep coming over the direct path", std::strerror(errno));
-    return;
-  }
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, (*mapped)->fd(), &ev) != 0)
+    return give_back(std::string("epoll_ctl: ") + std::strerror(errno));
   ring_ = std::move(*mapped);
   paths_.expect_direct_gaps(true);
   log_->info("kernel ring of {} bytes taken from {}: execs come straight from the probe", ring_->data_bytes(),

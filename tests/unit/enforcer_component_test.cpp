@@ -1,6 +1,9 @@
 // The enforcer loop in-process, over real ZeroMQ sockets (ipc in a temp dir), killing
 // real child processes. The test plays the collector (publishes ExecEvents) and the
 // exporter (subscribes to decisions and stats). Every test bans its own random string.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -581,6 +584,69 @@ TEST_F(EnforcerLoop, HostileEventsAreDecidedNotCrashedOn) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->decision().getAction(), schema::Action::MISSED_KILL);
   EXPECT_EQ(text(got->decision().getReason()), "process exited");
+}
+
+// A kernel ring the enforcer cannot map is handed back (it leaves the direct socket, so the
+// collector stops flagging execs for it) and the direct path carries everything again. A
+// stand-in collector (a Publisher with a direct socket) offers a memfd with an impossible
+// size; the real ring is covered by tests/bpf and the integration tests.
+TEST(EnforcerKernelRing, ARingThatCannotBeMappedIsHandedBackAndTheDirectPathCarriesOn) {
+  char tmpl[] = "/tmp/cryptnono-ring-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string config = dir + "/config.json";
+  const std::string token = testing::random_token();
+  testing::write_file(config, testing::config_json({token}));
+  zmq::context_t ctx;
+  auto collector = Publisher::bind(ctx, "ipc://" + dir + "/collector.sock", "n", "collector", "collector");
+  ASSERT_TRUE(collector);
+  ASSERT_TRUE((*collector)->add_direct(dir + "/collector.direct"));
+  int memfd = memfd_create("not-a-ring", MFD_CLOEXEC);
+  ASSERT_GE(memfd, 0);
+  std::vector<bool> holds;
+  ASSERT_TRUE((*collector)->offer_kernel_ring(std::string(topic::kExec), memfd, 12345,
+                                              [&holds](bool held) { holds.push_back(held); }));
+  auto rules = load_rules({config}, Matcher::Compile::kOnce);
+  ASSERT_TRUE(rules) << rules.error().message;
+  EnforcerOptions options;
+  options.connect = {"ipc://" + dir + "/collector.sock"};
+  options.direct = dir + "/collector.direct";
+  options.bind = "ipc://" + dir + "/decisions.sock";
+  options.node = "n";
+  options.no_match_batch_ms = 0;
+  PidfdKiller killer{ProcReader("/proc"), getpid()};
+  auto enforcer = Enforcer::create(ctx, options, killer, std::move(rules->matcher), make_logger("ring-test", "warn"));
+  ASSERT_TRUE(enforcer) << enforcer.error().message;
+  auto decisions = Subscriber::connect(ctx, {options.bind}, {std::string(topic::kDecision)});
+  ASSERT_TRUE(decisions);
+  std::thread loop([&] { (*enforcer)->run(); });
+
+  // Events keep coming (the stand-in serves its direct socket between them) until the ring
+  // was granted, handed back, and events flow over the reconnected direct path again.
+  uint32_t pid = 4'000'000;
+  uint64_t decided_after = 0;
+  Received rx;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline && decided_after < 5) {
+    (*collector)->service_direct();
+    capnp::MallocMessageBuilder mb;
+    auto env = (*collector)->begin(mb, topic::kExec);
+    EventSpec spec;
+    spec.pid = ++pid;  // no such process: a benign no-match decision each
+    spec.start_boot_ns = 1;
+    spec.filename = "/bin/benign";
+    spec.argv = "benign";
+    testing::fill_event(env.getBody().initExec(), spec);
+    (*collector)->send(topic::kExec, mb);
+    if ((*decisions)->wait(-1, 5) == Subscriber::Wait::kMessage)
+      while ((*decisions)->try_receive(rx))
+        if (holds.size() >= 2 && (*collector)->direct()->clients() == 1) ++decided_after;
+  }
+  (*enforcer)->stop();
+  loop.join();
+  EXPECT_EQ(holds, (std::vector<bool>{true, false})) << "granted once, then handed back, not asked for again";
+  EXPECT_GE(decided_after, 5u) << "decisions after the hand-back";
+  ::close(memfd);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -231,6 +231,13 @@ class Subscriber {
   std::optional<KernelRingAnswer> take_kernel_ring_answer();
   uint64_t direct_received() const { return direct_received_; }
   uint64_t direct_losses() const { return direct_losses_; }  // times the direct path went down
+  // Leaves the direct path as if it had gone down (counted in direct_losses); it reconnects
+  // through maintain_direct() as usual.
+  void drop_direct() {
+    if (direct_fd_ < 0) return;
+    close_direct();
+    ++direct_losses_;
+  }
   static constexpr long kDirectRetryMs = 250;
   // The largest direct datagram received: what the publisher's socket buffer can hold
   // (direct::kSendBufferBytes, doubled by the kernel).
