@@ -22,14 +22,20 @@ constexpr size_t kFirstSegmentWords = (sizeof(exec_scratch) + 16 * 1024) / sizeo
 
 enum Source : uint32_t { kRing, kFpuRing, kConnectRing, kSignal, kStatsTimer, kSweepTimer, kSubscriptions, kRingPoll };
 
-Result<UniqueFd> periodic_timer(double seconds) {
-  UniqueFd fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!fd.valid()) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+// Fires every `seconds`, the first time `seconds` from now.
+itimerspec every(double seconds) {
   auto ns = static_cast<long long>(std::llround(seconds * 1e9));
   itimerspec spec{};
   spec.it_interval.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
   spec.it_interval.tv_nsec = static_cast<long>(ns % 1'000'000'000);
   spec.it_value = spec.it_interval;
+  return spec;
+}
+
+Result<UniqueFd> periodic_timer(double seconds) {
+  UniqueFd fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!fd.valid()) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  const itimerspec spec = every(seconds);
   if (timerfd_settime(fd.get(), 0, &spec, nullptr) != 0) return fail(std::string("timerfd_settime: ") + std::strerror(errno));
   return fd;
 }
@@ -178,13 +184,7 @@ Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptio
   if (auto ok = watch(epfd.get(), ring_poll.get(), kRingPoll); !ok) return ok;
   bool ring_poll_armed = false;
   const auto set_ring_poll = [&](bool on) {
-    itimerspec spec{};
-    if (on) {
-      auto ns = static_cast<long long>(std::llround(options.held_ring_poll * 1e9));
-      spec.it_interval.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-      spec.it_interval.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-      spec.it_value = spec.it_interval;
-    }
+    const itimerspec spec = on ? every(options.held_ring_poll) : itimerspec{};  // all zero: disarmed
     if (timerfd_settime(ring_poll.get(), 0, &spec, nullptr) == 0) ring_poll_armed = on;
   };
   const auto interval_ms = static_cast<uint32_t>(std::llround(options.stats_interval * 1000));

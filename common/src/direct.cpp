@@ -13,6 +13,18 @@
 
 namespace cryptnono {
 
+namespace {
+
+// A datagram's header: version, topic length, topic (at most kMaxTopicBytes), zero padding.
+void write_header(unsigned char (&header)[direct::kHeaderBytes], std::string_view topic) {
+  std::memset(header, 0, sizeof header);
+  header[0] = direct::kVersion;
+  header[1] = static_cast<unsigned char>(topic.size());
+  std::memcpy(header + 2, topic.data(), topic.size());
+}
+
+}  // namespace
+
 std::string stream_key(std::string_view publisher_id, std::string_view topic) {
   std::string key;
   key.reserve(publisher_id.size() + topic.size() + 1);
@@ -113,10 +125,8 @@ void DirectServer::answer_ring_request(int fd, std::string_view topic) {
     refusal = "the kernel ring is held by another client";
   }
   const bool grant = refusal.empty();
-  unsigned char header[direct::kHeaderBytes] = {};
-  header[0] = direct::kVersion;
-  header[1] = static_cast<unsigned char>(direct::kRingTopic.size());
-  std::memcpy(header + 2, direct::kRingTopic.data(), direct::kRingTopic.size());
+  unsigned char header[direct::kHeaderBytes];
+  write_header(header, direct::kRingTopic);
   uint64_t bytes = grant ? ring_.bytes : 0;
   const std::string& text = grant ? ring_.publisher_id : refusal;
   iovec iov[3] = {{header, sizeof header}, {&bytes, sizeof bytes}, {const_cast<char*>(text.data()), text.size()}};
@@ -180,10 +190,8 @@ void DirectServer::service() {
 
 void DirectServer::send(std::string_view topic, const void* payload, size_t size, bool in_kernel_ring) {
   if (clients_.empty() || topic.size() > direct::kMaxTopicBytes) return;
-  unsigned char header[direct::kHeaderBytes] = {};
-  header[0] = direct::kVersion;
-  header[1] = static_cast<unsigned char>(topic.size());
-  std::memcpy(header + 2, topic.data(), topic.size());
+  unsigned char header[direct::kHeaderBytes];
+  write_header(header, topic);
   iovec iov[2] = {{header, sizeof header}, {const_cast<void*>(payload), size}};
   msghdr msg{};
   msg.msg_iov = iov;

@@ -473,7 +473,6 @@ Subscriber::Wait Subscriber::wait(int extra_fd, long timeout_ms) {
   if (direct >= 0) items[n++] = {nullptr, direct_fd_, ZMQ_POLLIN, 0};
   if (extra_fd >= 0) items[n++] = {nullptr, extra_fd, ZMQ_POLLIN, 0};
   int rc = zmq::poll(items, n, std::chrono::milliseconds(timeout_ms));
-  extra_ready_ = rc > 0 && extra_fd >= 0 && (items[n - 1].revents & ZMQ_POLLIN) != 0;
   if (rc <= 0) return Wait::kTimeout;
   if (items[0].revents & ZMQ_POLLIN) return Wait::kMessage;
   if (direct >= 0 && (items[direct].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return Wait::kMessage;

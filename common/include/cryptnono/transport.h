@@ -186,8 +186,6 @@ class Subscriber {
   // Blocks until a message is queued or `extra_fd` (if >= 0) is readable, or timeout_ms
   // passes (-1: forever). No timed polling: this is one zmq_poll.
   Wait wait(int extra_fd, long timeout_ms);
-  // Whether the last wait() also found `extra_fd` readable (it says kMessage first).
-  bool extra_fd_ready() const { return extra_ready_; }
   // For a caller's own epoll set instead of wait(): the ZeroMQ socket's ZMQ_FD (readable
   // when the socket may have messages; it signals edges, so drain with try_receive() until
   // it returns false before waiting on it again, and after subscribe/unsubscribe) and the
@@ -260,7 +258,6 @@ class Subscriber {
   uint64_t direct_received_ = 0;
   uint64_t direct_losses_ = 0;
   uint64_t direct_connects_ = 0;
-  bool extra_ready_ = false;
   std::optional<KernelRingAnswer> ring_answer_;
   zmq::message_t frame_;
   uint64_t received_ = 0;
