@@ -126,9 +126,11 @@ def killpath(out):
         return
     names = {
         "bare_kill": "kill(pid, SIGKILL) (the floor)",
-        "enforcer_open": "PidfdKiller::open (pidfd_open + /proc/<pid>/stat + liveness check)",
+        "pidfs_open": "PidfdKiller::open by pidfs inode (pidfd_open + fstat + poll), exec events",
+        "pidfs_total": "enforcer total by pidfs inode (open + kill)",
+        "enforcer_open": "PidfdKiller::open by start time (pidfd_open + /proc/<pid>/stat + liveness check), scans",
         "enforcer_kill": "Target::kill (pidfd_send_signal SIGKILL)",
-        "enforcer_total": "enforcer total (open + kill)",
+        "enforcer_total": "enforcer total by start time (open + kill)",
         "part_pidfd_open": "  of which pidfd_open",
         "part_proc_stat": "  of which ProcReader::stat (/proc/<pid>/stat)",
         "part_alive_check": "  of which pidfd_send_signal(0)",

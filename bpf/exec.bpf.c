@@ -100,6 +100,21 @@ static __always_inline __u32 task_pid_ns_inum(struct task_struct *task, const bo
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
 
+/* The pidfs inode number of the task's struct pid (see exec_event.h), 0 before pidfs.
+ * At sched_process_exec the task is its thread group's leader (de_thread has run), so
+ * this names the process, the same struct pid pidfd_open(tgid) finds. */
+static __always_inline __u64 task_pidfs_ino(struct task_struct *task, const bool btf)
+{
+	struct pid *pid;
+
+	if (!bpf_core_field_exists(struct pid, ino))
+		return 0;
+	pid = btf ? task->thread_pid : BPF_CORE_READ(task, thread_pid);
+	if (!pid)
+		return 0;
+	return btf ? pid->ino : BPF_CORE_READ(pid, ino);
+}
+
 /* A field (chain) of a task-side pointer: a plain load when `btf` (see read_cgroup_name
  * in task.bpf.h), else a CO-RE helper read. `btf` is a constant in both programs, so the
  * other arm is compiled out before the verifier sees it. */
@@ -137,6 +152,7 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	ev->pid_ns = task_pid_ns_inum(task, btf);
 	ev->cpu = cpu;
 	ev->_pad0 = 0;
+	ev->pidfs_ino = task_pidfs_ino(task, btf);
 	/* Fills all EXEC_COMM_LEN bytes (NUL-padded), or zeroes them on failure. */
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 

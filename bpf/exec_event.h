@@ -64,6 +64,10 @@ struct exec_event {
 	__u32 args_len;       /* bytes of data holding argv, after the filename */
 	__u32 _pad0;          /* always 0 */
 	char comm[EXEC_COMM_LEN];
+	/* The inode number pidfs gives the process (struct pid::ino, Linux 6.9+): what
+	 * fstat() of a pidfd for it says, never reused while the system runs. 0 when the
+	 * kernel has no pidfs. */
+	__u64 pidfs_ino;
 };
 
 /* The per-CPU scratch slot the probe builds a record in (too large for the stack). */
@@ -92,10 +96,10 @@ struct exec_counters {
 #else
 #define EXEC_STATIC_ASSERT _Static_assert
 #endif
-EXEC_STATIC_ASSERT(sizeof(struct exec_event) == 96, "exec_event layout changed");
+EXEC_STATIC_ASSERT(sizeof(struct exec_event) == 104, "exec_event layout changed");
 EXEC_STATIC_ASSERT(sizeof(struct exec_event) % 8 == 0, "exec_event must keep 8-byte alignment");
 EXEC_STATIC_ASSERT(sizeof(struct exec_counters) == 64, "exec_counters layout changed");
-EXEC_STATIC_ASSERT(sizeof(struct exec_scratch) == 96 + EXEC_DATA_CAP, "exec_scratch has padding");
+EXEC_STATIC_ASSERT(sizeof(struct exec_scratch) == 104 + EXEC_DATA_CAP, "exec_scratch has padding");
 EXEC_STATIC_ASSERT((EXEC_CGROUP_CAP & (EXEC_CGROUP_CAP - 1)) == 0, "masks need a power of two");
 EXEC_STATIC_ASSERT((EXEC_FILENAME_CAP & (EXEC_FILENAME_CAP - 1)) == 0, "masks need a power of two");
 EXEC_STATIC_ASSERT((EXEC_ARGS_CAP & (EXEC_ARGS_CAP - 1)) == 0, "masks need a power of two");

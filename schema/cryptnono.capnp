@@ -52,6 +52,10 @@ struct ExecEvent {
   # The exec probe also wrote this exec into the kernel ring an enforcer holds (the
   # "kernel ring", direct.h): that enforcer judged it from there and skips this copy.
   inKernelRing @18 :Bool;
+  # The inode number pidfs gives the process (Linux 6.9+; 0 before, and for scans): what
+  # fstat() of a pidfd for it says, never reused while the system runs. The enforcer
+  # checks it on the pidfd it kills through, instead of reading /proc/<pid>/stat.
+  pidfsIno @19 :UInt64;
 }
 
 enum Action {

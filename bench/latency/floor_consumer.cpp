@@ -11,7 +11,9 @@
 // killed process ({"pid", "exec_boot_ns", "read_boot_ns", "sent_boot_ns"}) and a summary
 // line ({"what": "floor-summary", "events", "drops"}) on stdout, and exits 0.
 // --spin consumes without ever sleeping (burns a core): what the floor is without the
-// wake-up. --rt-priority runs the loop as SCHED_FIFO.
+// wake-up. --rt-priority runs the loop as SCHED_FIFO. --delay-us N spins N µs between
+// reading a marked exec and killing it: how long a victim takes to die depends on how far
+// it got, and this shows it without any other difference from the floor.
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
@@ -42,6 +44,7 @@ struct Killed {
 
 struct State {
   std::string marker;
+  uint64_t delay_ns = 0;
   uint64_t events = 0;
   std::vector<Killed> killed;
 };
@@ -53,6 +56,8 @@ int on_event(void* ctx, void* data, size_t size) {
   const auto* e = static_cast<const floor_event*>(data);
   ++st->events;
   if (std::strstr(e->filename, st->marker.c_str()) == nullptr) return 0;
+  while (st->delay_ns != 0 && cryptnono::boot_ns() - read_ns < st->delay_ns) {
+  }
   ::kill(static_cast<pid_t>(e->pid), SIGKILL);
   uint64_t sent_ns = cryptnono::boot_ns();
   if (st->killed.size() < st->killed.capacity()) st->killed.push_back({e->pid, e->exec_boot_ns, read_ns, sent_ns});
@@ -75,7 +80,11 @@ int main(int argc, char** argv) {
   app.add_option("--marker", st.marker, "Kill execs whose file name contains this")->capture_default_str();
   app.add_flag("--spin", spin, "Busy-poll the ring buffer instead of sleeping");
   app.add_option("--rt-priority", rt, "SCHED_FIFO priority (0: normal scheduling)");
+  unsigned delay_us = 0;
+  app.add_option("--delay-us", delay_us, "Spin this long between reading a marked exec and killing it")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  st.delay_ns = uint64_t{delay_us} * 1000;
   st.killed.reserve(1 << 20);
 
   libbpf_set_strict_mode(LIBBPF_STRICT_ALL);

@@ -134,6 +134,7 @@ void fill_exec_event(schema::ExecEvent::Builder out, const ExecRecord& rec) {
   out.setPidNs(h.pid_ns);
   out.setCpu(h.cpu);
   out.setInKernelRing(rec.in_kernel_ring());
+  out.setPidfsIno(h.pidfs_ino);
 }
 
 void fill_exec_event(schema::ExecEvent::Builder out, const ScannedProcess& p) {

@@ -37,6 +37,7 @@ ExecView view_of(schema::ExecEvent::Reader event) {
   v.mnt_ns = event.getMntNs();
   v.pid_ns = event.getPidNs();
   v.cpu = event.getCpu();
+  v.pidfs_ino = event.getPidfsIno();
   return v;
 }
 
@@ -58,6 +59,7 @@ void copy_event(const ExecView& v, schema::ExecEvent::Builder out, bool with_arg
   out.setCgroupName(v.cgroup_name);
   out.setMntNs(v.mnt_ns);
   out.setPidNs(v.pid_ns);
+  out.setPidfsIno(v.pidfs_ino);
   out.setCpu(v.cpu);
 }
 
@@ -107,7 +109,7 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
   if (event.argv_truncated) {
     // What the event carries is only the start of the arguments: a banned string may
     // lie beyond it. Verify the process first, then read everything it has.
-    opened = killer_.open(pid, event.start_boot_ns);
+    opened = killer_.open(pid, event.start_boot_ns, event.pidfs_ino);
     have_opened = true;
     if (opened.outcome.status == KillStatus::kOk) {
       auto read = opened.target->read_cmdline(proc_argv_);
@@ -140,7 +142,7 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
     return verdict_;
   }
 
-  if (!have_opened) opened = killer_.open(pid, event.start_boot_ns);
+  if (!have_opened) opened = killer_.open(pid, event.start_boot_ns, event.pidfs_ino);
   if (opened.outcome.status != KillStatus::kOk) {
     act_on(opened.outcome);
     return verdict_;

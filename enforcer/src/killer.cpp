@@ -1,6 +1,8 @@
 #include "cryptnono/enforcer/killer.h"
 
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -28,6 +30,18 @@ KillOutcome check_alive(int pidfd, pid_t pid) {
   if (errno == EPERM) return {KillStatus::kError, "not permitted to signal pid " + std::to_string(pid) + " (CAP_KILL missing?)"};
   return error("pidfd_send_signal", errno);
 }
+
+// A pidfd polls readable once its process has exited (a zombie included): no signal, no
+// /proc read.
+KillOutcome check_running(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  int n = ::poll(&p, 1, 0);
+  if (n < 0) return error("poll(pidfd)", errno);
+  return n > 0 && (p.revents & POLLIN) != 0 ? exited() : ok();
+}
+
+// include/uapi/linux/magic.h
+constexpr long kPidfsMagic = 0x50494446;
 
 class PidfdTarget : public Target {
  public:
@@ -67,9 +81,16 @@ void PidfdKiller::protect_executables(const std::vector<std::string>& paths) {
 }
 
 PidfdKiller::PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second, size_t max_cmdline_bytes)
-    : proc_(std::move(proc)), self_(self), hz_(ticks_per_second), max_cmdline_bytes_(max_cmdline_bytes) {}
+    : proc_(std::move(proc)), self_(self), hz_(ticks_per_second), max_cmdline_bytes_(max_cmdline_bytes) {
+  // Since Linux 6.9 a pidfd is a pidfs file whose inode number is its struct pid's, never
+  // reused while the system runs (64-bit); before, every pidfd shared one anonymous inode.
+  UniqueFd own(sys_pidfd_open(::getpid()));
+  struct statfs fs {};
+  pidfs_ = own && ::fstatfs(own.get(), &fs) == 0 && static_cast<long>(fs.f_type) == kPidfsMagic &&
+           sizeof(ino_t) >= 8;
+}
 
-Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns) {
+Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino) {
   Opened result;
   if (pid <= 1) {
     result.outcome = {KillStatus::kProtected, "protected: pid " + std::to_string(pid)};
@@ -79,7 +100,8 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns) {
     result.outcome = {KillStatus::kProtected, "protected: the enforcer itself"};
     return result;
   }
-  if (start_boot_ns == 0) {
+  const bool by_inode = pidfs_ino != 0 && pidfs_;
+  if (start_boot_ns == 0 && !by_inode) {
     result.outcome = {KillStatus::kError, "event has no start time: cannot verify the process"};
     return result;
   }
@@ -89,23 +111,37 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns) {
     result.outcome = errno == ESRCH ? exited() : error("pidfd_open(" + std::to_string(pid) + ")", errno);
     return result;
   }
-  auto st = proc_.stat(pid);
-  if (!st) {
-    auto alive = check_alive(fd.get(), pid);
-    result.outcome = alive.status == KillStatus::kOk ? KillOutcome{KillStatus::kError, st.error().message} : alive;
-    return result;
-  }
-  if (st->state == 'Z' || st->state == 'X') {
-    result.outcome = exited();
-    return result;
-  }
-  if (st->start_ticks != boot_ns_to_ticks(start_boot_ns, hz_)) {
-    result.outcome = {KillStatus::kReused, "pid reused (start time differs)"};
-    return result;
-  }
-  if ((st->flags & kPfKthread) != 0) {
-    result.outcome = {KillStatus::kProtected, "protected: kernel thread"};
-    return result;
+  // By inode: the pidfd's own, so no /proc read and no race with the number's reuse. An
+  // exec event's process is never a kernel thread (exec clears PF_KTHREAD).
+  if (by_inode) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+      result.outcome = error("fstat(pidfd)", errno);
+      return result;
+    }
+    if (static_cast<uint64_t>(st.st_ino) != pidfs_ino) {
+      result.outcome = {KillStatus::kReused, "pid reused (pidfs inode differs)"};
+      return result;
+    }
+  } else {
+    auto st = proc_.stat(pid);
+    if (!st) {
+      auto alive = check_alive(fd.get(), pid);
+      result.outcome = alive.status == KillStatus::kOk ? KillOutcome{KillStatus::kError, st.error().message} : alive;
+      return result;
+    }
+    if (st->state == 'Z' || st->state == 'X') {
+      result.outcome = exited();
+      return result;
+    }
+    if (st->start_ticks != boot_ns_to_ticks(start_boot_ns, hz_)) {
+      result.outcome = {KillStatus::kReused, "pid reused (start time differs)"};
+      return result;
+    }
+    if ((st->flags & kPfKthread) != 0) {
+      result.outcome = {KillStatus::kProtected, "protected: kernel thread"};
+      return result;
+    }
   }
   if (!protected_exes_.empty()) {
     struct stat exe {};
@@ -125,9 +161,10 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns) {
       return result;
     }
   }
-  // Still alive after the stat read: the stat we read was of the pidfd's process (its
-  // pid cannot have been reused while it lived).
-  result.outcome = check_alive(fd.get(), pid);
+  // Still running after the /proc reads: what they read was the pidfd's process (its pid
+  // cannot have been reused while it lived). A pidfd polls for that without a signal; it
+  // also tells a zombie, which the start-time path saw in /proc/<pid>/stat.
+  result.outcome = by_inode ? check_running(fd.get()) : check_alive(fd.get(), pid);
   if (result.outcome.status != KillStatus::kOk) return result;
   result.target = std::make_unique<PidfdTarget>(std::move(fd), pid, proc_, max_cmdline_bytes_);
   return result;

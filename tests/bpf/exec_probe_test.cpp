@@ -3,7 +3,11 @@
 // field against what the kernel shows in /proc while the child is still alive.
 #include <sched.h>
 #include <sys/mount.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +93,24 @@ uint64_t inode_of(const char* path) {
   return stat(path, &st) == 0 ? st.st_ino : 0;
 }
 
+// What fstat() of a pidfd for `pid` says, and whether pidfds are pidfs files here (Linux
+// 6.9+; before, every pidfd shared one anonymous inode and the probe records 0).
+struct PidfdInode {
+  uint64_t ino = 0;
+  bool pidfs = false;
+};
+PidfdInode pidfd_inode(pid_t pid) {
+  PidfdInode out;
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return out;
+  struct stat st {};
+  struct statfs fs {};
+  if (fstat(fd, &st) == 0) out.ino = st.st_ino;
+  out.pidfs = fstatfs(fd, &fs) == 0 && static_cast<long>(fs.f_type) == 0x50494446;  // PIDFS_MAGIC
+  close(fd);
+  return out;
+}
+
 TEST_F(ExecProbe, CutsArgvAtMaxArgsAndReportsTheRealLengthAndIdentity) {
   ExecSourceOptions options;
   options.max_args_bytes = 65536;
@@ -142,6 +164,10 @@ TEST_F(ExecProbe, CutsArgvAtMaxArgsAndReportsTheRealLengthAndIdentity) {
   EXPECT_EQ(rec->header.pid_ns, inode_of("/proc/self/ns/pid"));
   EXPECT_LT(rec->header.cpu, static_cast<uint32_t>(sysconf(_SC_NPROCESSORS_CONF)));
   EXPECT_EQ(rec->header._pad0, 0u);
+  // The pidfs inode: what the enforcer compares on its pidfd instead of reading /proc.
+  auto pidfd = pidfd_inode(child.pid());
+  ASSERT_NE(pidfd.ino, 0u);
+  EXPECT_EQ(rec->header.pidfs_ino, pidfd.pidfs ? pidfd.ino : 0u);
 
   int status = child.wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
@@ -151,6 +177,53 @@ TEST_F(ExecProbe, CutsArgvAtMaxArgsAndReportsTheRealLengthAndIdentity) {
   EXPECT_GE(counters.truncated, 1u);
   EXPECT_EQ(counters.ringbuf_drops, 0u);
   EXPECT_EQ((*source)->malformed(), 0u);
+}
+
+// A thread that is not its process's leader execs: the kernel makes it the leader (it
+// takes the process's pid), and the record names the process a pidfd_open of that pid
+// opens, the one the enforcer kills.
+TEST_F(ExecProbe, AnExecFromAThreadNamesTheProcessThePidfdOpens) {
+  auto source = ExecSource::open(ExecSourceOptions{}, logger_);
+  ASSERT_TRUE(source) << source.error().message;
+  PidCollector events(**source);
+
+  const std::string marker = "cryptnono-thread-exec-" + random_hex(8);
+  std::vector<std::string> args = {"sh", "-c", "read _ || true", marker};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  struct Exec {
+    char** argv;
+    static void* run(void* p) {
+      static char env0[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+      char* envp[] = {env0, nullptr};
+      execve("/bin/sh", static_cast<Exec*>(p)->argv, envp);
+      _exit(127);
+    }
+  } exec{argv.data()};
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(fds[0], 0);
+    pthread_t t;
+    if (pthread_create(&t, nullptr, &Exec::run, &exec) != 0) _exit(126);
+    for (;;) pause();  // the exec ends this thread with the others
+  }
+  close(fds[0]);
+  auto rec = events.wait_for(pid);
+  ASSERT_TRUE(rec.has_value()) << "no exec event for pid " << pid;
+  EXPECT_EQ(rec->header.pid, static_cast<uint32_t>(pid));
+  EXPECT_EQ(rec->header.tgid, static_cast<uint32_t>(pid));
+  EXPECT_NE(rec->argv.find(marker), std::string::npos);
+  auto pidfd = pidfd_inode(pid);
+  EXPECT_NE(pidfd.ino, 0u);
+  EXPECT_EQ(rec->header.pidfs_ino, pidfd.pidfs ? pidfd.ino : 0u);
+  close(fds[1]);  // sh reads EOF and exits
+  int status = -1;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
 TEST_F(ExecProbe, CapturesTheWholeArgvAtTheCompileTimeCapacity) {

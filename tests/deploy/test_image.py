@@ -539,7 +539,12 @@ class PrivilegeTest(unittest.TestCase):
     def assert_killed_logged_counted(self, banned):
         before = self.killed_total()
         pid, returncode, out, took = self.run_seed_command(banned)
-        self.assertEqual(returncode, -9, f"not killed: rc={returncode} out={out!r}")
+        if returncode != -9:
+            time.sleep(1)  # what the stages say about it, for the failure's report
+            said = [d for d in self.decisions() if d.get("pid") == pid or d.get("matched") == banned]
+            self.dump_logs()
+            self.fail(f"not killed: rc={returncode} out={out!r}; decisions about it: {said}; "
+                      f"enforcer counters: { {k: v for k, v in self.metrics().items() if 'execwhacker' in k} }")
         self.assertEqual(out, "")  # killed before `echo` could run
         line = wait_for(lambda: [d for d in self.decisions() if d.get("matched") == banned], 10,
                         "the exporter's JSON line")[0]

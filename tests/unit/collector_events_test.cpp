@@ -39,6 +39,7 @@ exec_event header(const std::string& cg, const std::string& fn, const std::strin
   h.mnt_ns = 4026531841u;
   h.pid_ns = 4026531836u;
   h.cpu = 1;
+  h.pidfs_ino = 8'123'456;
   h.flags = EXEC_FLAG_ARGS_TRUNCATED;
   h.args_full_len = 70000;
   h.cgroup_len = static_cast<uint32_t>(cg.size());
@@ -113,6 +114,7 @@ TEST(ExecRecord, FillsEveryExecEventField) {
   EXPECT_EQ(r.getMntNs(), 4026531841u);
   EXPECT_EQ(r.getPidNs(), 4026531836u);
   EXPECT_EQ(r.getCpu(), 1u);
+  EXPECT_EQ(r.getPidfsIno(), 8'123'456u);
 }
 
 TEST(ScannedProcess, FillsAScanEvent) {

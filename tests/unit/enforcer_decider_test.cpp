@@ -37,6 +37,7 @@ class DeciderTest : public ::testing::Test {
     testing::EventSpec s;
     s.pid = 4242;
     s.start_boot_ns = 123'456'789;
+    s.pidfs_ino = 987'654;
     s.filename = std::move(filename);
     s.argv = std::move(argv);
     return s;
@@ -63,6 +64,7 @@ TEST_F(DeciderTest, MatchKillsTheVerifiedProcess) {
   EXPECT_EQ(d.cmdline(), "/usr/bin/sh -c 'sleep 1 && echo xmrig-token'");
   EXPECT_EQ(killer_.calls.pid, 4242);
   EXPECT_EQ(killer_.calls.start, 123'456'789u);
+  EXPECT_EQ(killer_.calls.pidfs_ino, 987'654u);  // the process is verified by it
   EXPECT_EQ(killer_.calls.kills, 1);
   EXPECT_GE(v.killed_boot_ns, v.decided_boot_ns);
   EXPECT_FALSE(v.cmdline_from_proc);

@@ -1,5 +1,8 @@
 // PidfdKiller against real processes: the test's own children, so no root is needed.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 
@@ -74,6 +77,57 @@ TEST_F(PidfdKillerTest, AReapedProcessIsNotKilled) {
       << opened.outcome.reason;
 }
 
+// The pidfs inode number of `pid` (fstat of a pidfd), 0 if it cannot be opened.
+uint64_t pidfs_ino_of(pid_t pid) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  struct stat st {};
+  return fd && ::fstat(fd.get(), &st) == 0 ? st.st_ino : 0;
+}
+
+// With the pidfs inode an exec event carries, the pidfd is checked by fstat: no /proc read.
+TEST_F(PidfdKillerTest, ThePidfsInodeVerifiesTheProcessWithoutProc) {
+  if (!killer_.pidfs()) GTEST_SKIP() << "pidfds are not pidfs files on this kernel (before Linux 6.9)";
+  Child child(dir_, testing::random_token());
+  const uint64_t ino = pidfs_ino_of(child.pid());
+  ASSERT_NE(ino, 0u);
+  // A ProcReader on an empty directory: any /proc read on this path would fail the open.
+  PidfdKiller no_proc(ProcReader(dir_), getpid());
+  ASSERT_TRUE(no_proc.pidfs());
+  auto opened = no_proc.open(child.pid(), 0, ino);  // no start time needed
+  ASSERT_EQ(opened.outcome.status, KillStatus::kOk) << opened.outcome.reason;
+  EXPECT_EQ(opened.target->kill().status, KillStatus::kOk);
+  int status = child.wait_for_exit();
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+// The inode decides, even when the start time would match.
+TEST_F(PidfdKillerTest, AnotherPidfsInodeMeansThePidWasReused) {
+  if (!killer_.pidfs()) GTEST_SKIP() << "pidfds are not pidfs files on this kernel (before Linux 6.9)";
+  Child child(dir_, testing::random_token());
+  const uint64_t ino = pidfs_ino_of(child.pid());
+  ASSERT_NE(ino, 0u);
+  auto opened = killer_.open(child.pid(), child.start_boot_ns(), ino + 1);
+  EXPECT_EQ(opened.outcome.status, KillStatus::kReused);
+  EXPECT_EQ(opened.outcome.reason, "pid reused (pidfs inode differs)");
+  EXPECT_FALSE(opened.target);
+  EXPECT_TRUE(child.alive());
+  // Without an inode (a /proc scan's event) the start time is checked as before.
+  EXPECT_EQ(killer_.open(child.pid(), child.start_boot_ns(), 0).outcome.status, KillStatus::kOk);
+}
+
+TEST_F(PidfdKillerTest, AZombieHasExitedByPidfsInodeToo) {
+  if (!killer_.pidfs()) GTEST_SKIP() << "pidfds are not pidfs files on this kernel (before Linux 6.9)";
+  Child child(dir_, testing::random_token());
+  const uint64_t ino = pidfs_ino_of(child.pid());
+  ASSERT_EQ(::kill(child.pid(), SIGKILL), 0);
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child.pid()), &info, WEXITED | WNOWAIT), 0);
+  auto opened = killer_.open(child.pid(), child.start_boot_ns(), ino);
+  EXPECT_EQ(opened.outcome.status, KillStatus::kExited);
+  EXPECT_EQ(opened.outcome.reason, "process exited");
+}
+
 TEST_F(PidfdKillerTest, NeverTouchesTheAgentsOwnProgramsOrItsPod) {
   // The child runs /bin/sleep (through a symlink): the same inode as a protected program.
   Child child(dir_, testing::random_token());
@@ -100,6 +154,13 @@ TEST_F(PidfdKillerTest, NeverTouchesTheAgentsOwnProgramsOrItsPod) {
   EXPECT_EQ(in_pod.outcome.reason, "protected: in the agent's own pod");
   by_pod.protect_cgroup_prefix(*cgroup + "-elsewhere/");
   EXPECT_EQ(by_pod.open(child.pid(), child.start_boot_ns()).outcome.status, KillStatus::kOk);
+
+  // The same protections when the process is verified by its pidfs inode.
+  if (const uint64_t ino = pidfs_ino_of(child.pid()); by_exe.pidfs() && ino != 0) {
+    EXPECT_EQ(by_exe.open(child.pid(), 0, ino).outcome.reason, "protected: one of the agent's own programs");
+    by_pod.protect_cgroup_prefix(*cgroup);
+    EXPECT_EQ(by_pod.open(child.pid(), 0, ino).outcome.reason, "protected: in the agent's own pod");
+  }
 }
 
 TEST_F(PidfdKillerTest, NeverTouchesPidOneItselfOrKernelThreads) {

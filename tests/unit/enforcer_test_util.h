@@ -136,6 +136,7 @@ struct EventSpec {
   std::string argv;
   bool truncated = false;
   uint32_t full_length = 0;
+  uint64_t pidfs_ino = 0;
 };
 
 inline void fill_event(schema::ExecEvent::Builder ev, const EventSpec& spec) {
@@ -153,6 +154,7 @@ inline void fill_event(schema::ExecEvent::Builder ev, const EventSpec& spec) {
   ev.setArgvTruncated(spec.truncated);
   ev.setArgvFullLength(spec.full_length != 0 ? spec.full_length : static_cast<uint32_t>(spec.argv.size()));
   ev.setCgroupName("test/cgroup");
+  ev.setPidfsIno(spec.pidfs_ino);
 }
 
 // An FpuEvent naming the process (pid, start time) as the collector's probe would.
@@ -204,6 +206,7 @@ class FakeKiller : public Killer {
     int kills = 0;
     pid_t pid = 0;
     uint64_t start = 0;
+    uint64_t pidfs_ino = 0;
   };
   KillOutcome open_outcome{KillStatus::kOk, {}};
   KillOutcome read_outcome{KillStatus::kOk, {}};
@@ -211,10 +214,11 @@ class FakeKiller : public Killer {
   std::string proc_argv;
   Calls calls;
 
-  Opened open(pid_t pid, uint64_t start_boot_ns) override {
+  Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) override {
     ++calls.opens;
     calls.pid = pid;
     calls.start = start_boot_ns;
+    calls.pidfs_ino = pidfs_ino;
     Opened o;
     o.outcome = open_outcome;
     if (open_outcome.status == KillStatus::kOk) o.target = std::make_unique<FakeTarget>(*this);

@@ -36,6 +36,7 @@ struct ExecView {
   uint32_t mnt_ns = 0;
   uint32_t pid_ns = 0;
   uint32_t cpu = 0;
+  uint64_t pidfs_ino = 0;
 };
 
 // Reads every field; throws kj::Exception on a malformed message.

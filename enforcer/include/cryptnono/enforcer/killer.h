@@ -1,6 +1,7 @@
 // Killing a process safely. A pid names a process only until it exits and the number is
 // reused, so every kill goes through a pidfd after checking that the process behind it
-// is the one the event named (its start time). The decision logic talks to the Killer
+// is the one the event named (its pidfs inode number when the event has one, else its
+// start time). The decision logic talks to the Killer
 // interface so it can be unit-tested without privileges; PidfdKiller is the real one.
 #pragma once
 
@@ -25,7 +26,7 @@ namespace cryptnono::enforcer {
 enum class KillStatus {
   kOk,         // verified / read / signal sent
   kExited,     // the process is gone (or a zombie)
-  kReused,     // the pid now names another process (start time differs)
+  kReused,     // the pid now names another process (pidfs inode or start time differs)
   kProtected,  // never killed: pid <= 1, the enforcer itself, kernel threads
   kError,      // anything else (reason says what)
 };
@@ -54,18 +55,23 @@ struct Opened {
 class Killer {
  public:
   virtual ~Killer() = default;
-  // Opens the process `pid` and verifies it started at `start_boot_ns` (CLOCK_BOOTTIME ns,
-  // compared at clock-tick resolution as /proc shows it).
-  virtual Opened open(pid_t pid, uint64_t start_boot_ns) = 0;
+  // Opens the process `pid` and verifies it is the one an event named: by `pidfs_ino` (the
+  // inode number pidfs gives it, exact) when the event has one (not 0) and the kernel has
+  // pidfs, else by `start_boot_ns` (CLOCK_BOOTTIME ns, compared at clock-tick resolution
+  // as /proc shows it).
+  virtual Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) = 0;
 };
 
-// The real killer: pidfd_open, /proc/<pid>/stat start time, pidfd_send_signal.
+// The real killer: pidfd_open; fstat of the pidfd (its inode number against the event's
+// pidfs_ino) or, without one, the start time in /proc/<pid>/stat; pidfd_send_signal.
 // Sending SIGKILL to another user's process needs CAP_KILL. Thread-safe.
 class PidfdKiller : public Killer {
  public:
   explicit PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second = clock_ticks_per_second(),
                        size_t max_cmdline_bytes = 8u << 20);
-  Opened open(pid_t pid, uint64_t start_boot_ns) override;
+  Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) override;
+  // Whether pidfds are pidfs files here (Linux 6.9+), so an inode number names a process.
+  bool pidfs() const { return pidfs_; }
 
   // The agent's own processes are never killed, whatever the config says:
   //  - processes running one of these executables (compared by device and inode, so a
@@ -82,6 +88,7 @@ class PidfdKiller : public Killer {
   std::vector<std::pair<dev_t, ino_t>> protected_exes_;
   std::string protected_cgroup_;
   pid_t self_;
+  bool pidfs_ = false;
   uint64_t hz_;
   size_t max_cmdline_bytes_;
 };
