@@ -5,9 +5,10 @@ import statistics
 from benchutil import read_jsonl
 
 
-VARIANTS = ["plain", "sock", "now", "zmq", "pin", "rt", "pin+rt", "flags"]
+VARIANTS = ["plain", "sock", "now", "nowait", "zmq", "pin", "rt", "pin+rt", "flags"]
 LABELS = {"plain": "normal", "sock": "normal, direct socket without the kernel ring (--kernel-ring false)",
           "now": "normal, killed decisions at once (--kill-decision-delay-ms 0)",
+          "nowait": "normal, no wait for a killed process to exit (--exit-wait-us 0)",
           "zmq": "normal, ZeroMQ only (--direct off)", "pin": "pinned to 1 CPU",
           "rt": "SCHED_FIFO 50", "pin+rt": "pinned + SCHED_FIFO 50",
           "flags": "pinned + SCHED_FIFO 50 (--cpus, --rt-priority)"}
@@ -31,13 +32,14 @@ def latency(out):
         return
     print("### Exec → SIGKILL latency (µs from the exec tracepoint's timestamp)\n")
     print("`dead`: the victim's parent, blocked on a pidfd, sees it dead (victim side, the headline). "
+          "`exit`: the victim begins to die (kernel, see below). "
           "`sent`: the killer's kill()/pidfd_send_signal returned (floor: its own clock; pipeline: the "
           "decision's killedBootNs). `read`: the killer has the event in user space (floor: record read; "
           "pipeline: the enforcer's receivedBootNs). One line per round: p50/p99/max over "
           "that round's victims.\n")
-    print("| scheduling | load | killer | round | victims killed | read p50 | sent p50 | dead p50 | dead p99 | "
+    print("| scheduling | load | killer | round | victims killed | read p50 | sent p50 | exit p50 | dead p50 | dead p99 | "
           "dead max | storm execs/s |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     keyf = lambda r: (_vkey(r["rt"]), r["storm"], r["killer"] != "floor")  # noqa: E731
     for key in sorted({keyf(r) for r in rows}):
         group = [r for r in rows if keyf(r) == key]
@@ -47,16 +49,27 @@ def latency(out):
                 continue
             print(f"| {_label(r['rt'])} | {'storm' if r['storm'] else 'idle'} | {r['killer']} | "
                   f"{r['round']} | {r['killed']}/{r['victims']} | {_us(r['read_us']['p50'])} | {_us(r['sent_us']['p50'])} | "
-                  f"{_us(d['p50'])} | {_us(d['p99'])} | {_us(d['max'])} | {r['storm_rate']:.0f} |")
+                  f"{_us(r.get('exit_us', {}).get('p50', 0))} | {_us(d['p50'])} | {_us(d['p99'])} | {_us(d['max'])} | {r['storm_rate']:.0f} |")
     print()
-    print("Side by side (median over rounds of each round's figure; min–max over rounds):\n")
-    print("| scheduling | load | floor dead p50 | pipeline dead p50 | ratio (target ≤ 1.5) | floor dead p99 | "
-          "pipeline dead p99 | ratio (target ≤ 2) | floor sent p50 / p99 | pipeline sent p50 / p99 |")
+    side_by_side(rows, "dead_us", "Side by side, `dead` (median over rounds of each round's figure; min–max over rounds):")
+    side_by_side(rows, "exit_us", "Side by side, `exit`: the victim begins to die (the kernel's sched_process_exit "
+                 "tracepoint, noted by exec_latency --exit-probe), before its memory is torn down and before its "
+                 "parent wakes. A killer that stays busy on the victim's CPU after the kill delays both; only `dead` "
+                 "also counts the parent's own wake-up:")
+
+
+def side_by_side(rows, key, title):
+    with_key = [r for r in rows if r.get(key, {}).get("n")]
+    if not with_key:
+        return
+    print(title + "\n")
+    print("| scheduling | load | floor p50 | pipeline p50 | ratio (target ≤ 1.5) | floor p99 | "
+          "pipeline p99 | ratio (target ≤ 2) | floor sent p50 / p99 | pipeline sent p50 / p99 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for rt in sorted({r["rt"] for r in rows}, key=_vkey):
+    for rt in sorted({r["rt"] for r in with_key}, key=_vkey):
         for storm in (False, True):
-            f = [r for r in rows if r["rt"] == rt and r["storm"] == storm and r["killer"] == "floor" and r["dead_us"].get("n")]
-            p = [r for r in rows if r["rt"] == rt and r["storm"] == storm and r["killer"] == "pipeline" and r["dead_us"].get("n")]
+            f = [r for r in with_key if r["rt"] == rt and r["storm"] == storm and r["killer"] == "floor"]
+            p = [r for r in with_key if r["rt"] == rt and r["storm"] == storm and r["killer"] == "pipeline"]
             if not f or not p:
                 continue
 
@@ -64,7 +77,7 @@ def latency(out):
                 v = [r[k][q] for r in rs]
                 return statistics.median(v), min(v), max(v)
 
-            f50, p50, f99, p99 = med(f, "dead_us", "p50"), med(p, "dead_us", "p50"), med(f, "dead_us", "p99"), med(p, "dead_us", "p99")
+            f50, p50, f99, p99 = med(f, key, "p50"), med(p, key, "p50"), med(f, key, "p99"), med(p, key, "p99")
             r50 = p50[0] / f50[0]
             r99 = p99[0] / f99[0]
             print(f"| {_label(rt)} | {'storm' if storm else 'idle'} | "

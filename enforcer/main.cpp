@@ -142,6 +142,12 @@ int main(int argc, char** argv) {
                  "does not compete with the dying process for the CPUs (0: at once)")
       ->check(CLI::Range(0u, 1000u))
       ->capture_default_str();
+  app.add_option("--exit-wait-us", config.exit_wait_us,
+                 "After SIGKILL, wait up to this many µs for the process to exit before doing anything else: the "
+                 "enforcer sleeps, so a dying process on its CPU gets the CPU at once, and the decision says when it "
+                 "was seen gone (exitedBootNs; 0: do not wait)")
+      ->check(CLI::Range(0u, 1'000'000u))
+      ->capture_default_str();
   app.add_option("--stats-interval", config.stats_interval_seconds, "Seconds between stats messages")
       ->check(CLI::Range(0.01, 86400.0))
       ->capture_default_str();
@@ -288,6 +294,7 @@ int main(int argc, char** argv) {
 
   zmq::context_t ctx;
   PidfdKiller killer(ProcReader("/proc"), getpid());
+  killer.wait_for_exit_us(config.exit_wait_us);
   protect_own_processes(killer, *log);
   std::unique_ptr<Detector> detector;
   std::shared_ptr<const Matcher::Compiled> serving_base;  // what reloads may build on

@@ -90,6 +90,9 @@ struct Decision {
   uniqueDestinations @16 :UInt32;  # flowkiller fan-out: distinct public (address, port) in the window
   eventSentBootNs @17 :UInt64;  # when the collector published the judged event (its envelope's sentBootNs); 0 from the kernel ring
   fromKernelRing @18 :Bool;     # the enforcer read the event straight from the exec probe's kernel ring
+  # When the enforcer saw the killed process gone (its pidfd readable), waiting at most
+  # --exit-wait-us after the signal; 0 if not within that wait (or not killed).
+  exitedBootNs @19 :UInt64;
 }
 
 # monero: a process whose saved FPU state kept a non-default MXCSR rounding mode at

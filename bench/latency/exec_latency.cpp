@@ -13,9 +13,16 @@
 // The token is read from a file so that this program's own argv does not carry it
 // (the enforcer would rightly kill the driver too).
 //
+// --exit-probe (root) also notes when each victim began to die, as the kernel sees it: a
+// tp_btf program on sched_process_exit (victim_exit.bpf.c) records the moment do_exit()
+// starts, before the victim's memory is torn down and before this parent is woken. That
+// is the kill taking effect, without the parent's own wake-up (which a busy killer on the
+// same CPU delays) in it.
+//
 // Before counting, it starts victims until one dies of SIGKILL (the killer is ready),
 // for at most --warmup-s seconds. Prints one JSON line per victim:
-// {"pid", "spawn_boot_ns", "dead_boot_ns", "sigkill"} and a summary line.
+// {"pid", "spawn_boot_ns", "dead_boot_ns", "exit_boot_ns" (0 without --exit-probe),
+// "sigkill"} and a summary line.
 #include <poll.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -33,7 +40,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <bpf/libbpf.h>
+
 #include "cryptnono/clock.h"
+#include "victim_exit.skel.h"
 
 extern char** environ;
 
@@ -43,12 +53,24 @@ struct Outcome {
   pid_t pid = 0;
   uint64_t spawn_boot_ns = 0;
   uint64_t dead_boot_ns = 0;
+  uint64_t exit_boot_ns = 0;  // --exit-probe: do_exit() began (kernel)
   bool sigkill = false;
   bool timed_out = false;
   bool spawn_failed = false;
 };
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// The exit probe's map (victim_exit.bpf.c), or null without --exit-probe.
+victim_exit_bpf* g_exits = nullptr;
+
+uint64_t take_exit_time(pid_t pid) {
+  if (g_exits == nullptr) return 0;
+  uint32_t key = static_cast<uint32_t>(pid);
+  uint64_t ns = 0;
+  if (bpf_map__lookup_and_delete_elem(g_exits->maps.victim_exits, &key, sizeof key, &ns, sizeof ns, 0) != 0) return 0;
+  return ns;
+}
 
 Outcome run_one(const std::string& victim, const std::string& token, int timeout_ms) {
   Outcome o;
@@ -81,6 +103,7 @@ Outcome run_one(const std::string& victim, const std::string& token, int timeout
   siginfo_t info{};
   waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
   o.sigkill = !o.timed_out && info.si_code == CLD_KILLED && info.si_status == SIGKILL;
+  o.exit_boot_ns = take_exit_time(pid);  // reaped: its exit tracepoint has fired
   ::close(fd);
   return o;
 }
@@ -105,7 +128,18 @@ int main(int argc, char** argv) {
   app.add_option("--interval-ms", interval_ms, "Pause between victims")->capture_default_str();
   app.add_option("--timeout-ms", timeout_ms, "A victim alive this long counts as not killed")->capture_default_str();
   app.add_option("--warmup-s", warmup_s, "Longest wait for the killer to be ready")->capture_default_str();
+  bool exit_probe = false;
+  app.add_flag("--exit-probe", exit_probe, "Also note when each victim began to die (kernel; needs root)");
   CLI11_PARSE(app, argc, argv);
+  if (exit_probe) {
+    g_exits = victim_exit_bpf__open();
+    if (g_exits != nullptr) g_exits->rodata->parent_tgid = static_cast<uint32_t>(getpid());
+    if (g_exits == nullptr || victim_exit_bpf__load(g_exits) != 0 || victim_exit_bpf__attach(g_exits) != 0) {
+      std::fprintf(stderr, "exec_latency: --exit-probe: cannot load or attach victim_exit.bpf.o: %s\n",
+                   std::strerror(errno));
+      return 1;
+    }
+  }
   {
     std::ifstream in(token_file);
     std::getline(in, token);
@@ -153,12 +187,14 @@ int main(int argc, char** argv) {
     }
     killed += o.sigkill;
     survived += o.timed_out;
-    std::printf("{\"pid\": %d, \"spawn_boot_ns\": %llu, \"dead_boot_ns\": %llu, \"sigkill\": %s}\n", o.pid,
-                static_cast<unsigned long long>(o.spawn_boot_ns), static_cast<unsigned long long>(o.dead_boot_ns),
-                o.sigkill ? "true" : "false");
+    std::printf("{\"pid\": %d, \"spawn_boot_ns\": %llu, \"dead_boot_ns\": %llu, \"exit_boot_ns\": %llu, "
+                "\"sigkill\": %s}\n",
+                o.pid, static_cast<unsigned long long>(o.spawn_boot_ns), static_cast<unsigned long long>(o.dead_boot_ns),
+                static_cast<unsigned long long>(o.exit_boot_ns), o.sigkill ? "true" : "false");
   }
   std::printf("{\"what\": \"latency-summary\", \"count\": %d, \"killed\": %d, \"survived\": %d, \"spawn_failed\": %d, "
               "\"warmup_victims\": %d}\n",
               count, killed, survived, failed, warm);
+  if (g_exits != nullptr) victim_exit_bpf__destroy(g_exits);
   return 0;
 }

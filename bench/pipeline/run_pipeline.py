@@ -140,7 +140,8 @@ class Bench:
         "zmq" schedules as "plain" and turns the pipeline's direct path off (ZeroMQ only);
         "sock" schedules as "plain" and keeps the direct socket but not the kernel ring
         (the enforcer's --kernel-ring false); "now" schedules as "plain" and publishes killed
-        decisions at once (--kill-decision-delay-ms 0).
+        decisions at once (--kill-decision-delay-ms 0); "nowait" schedules as "plain" and does
+        not wait for a killed process to exit before going on (--exit-wait-us 0).
         "flags": the pipeline applies pin + SCHED_FIFO 50 itself (--cpus, --rt-priority); the
         floor gets them from outside, as in "pin+rt"."""
         if variant == "flags":
@@ -162,8 +163,10 @@ class Bench:
         if variant == "flags":
             direct += ["--rt-priority", "50", "--cpus", str(os.cpu_count() - 1)]
         enforcer_only = ["--kernel-ring", "false"] if "sock" in variant else []
-        if "now" in variant:
+        if variant == "now":
             enforcer_only += ["--kill-decision-delay-ms", "0"]
+        if variant == "nowait":
+            enforcer_only += ["--exit-wait-us", "0"]
         procs = []
         col_ep, enf_ep = self.ep(self.fresh("collector")), self.ep(self.fresh("enforcer"))
         procs.append(Proc(self.fresh("collector"), chrt + [os.path.join(self.bin, "cryptnono-collector"), "--bind", col_ep,
@@ -219,7 +222,8 @@ class Bench:
         if st:
             time.sleep(1.0)  # let the storm reach its pace
         lat = Proc(self.fresh("latency"), [os.path.join(self.bb, "exec_latency"), "--victim", self.victim, "--token-file",
-                                           self.token_file, "--count", str(victims), "--interval-ms", "20"], self.tmp)
+                                           self.token_file, "--count", str(victims), "--interval-ms", "20",
+                                           "--exit-probe"], self.tmp)
         rc = lat.p.wait()
         lat.stop()
         storm_row = None
@@ -247,7 +251,7 @@ class Bench:
         by_pid = {}
         for e in events:
             by_pid.setdefault(e["pid"], []).append(e)
-        read, sent, dead = [], [], []
+        read, sent, dead, exited = [], [], [], []
         hops = {"collector": [], "transport": [], "decide": [], "kill_syscalls": []}
         unmatched = 0
         for v in victims_rows:
@@ -262,6 +266,8 @@ class Bench:
             read.append((e["read_boot_ns"] - x) / 1e3)
             sent.append((e["sent_boot_ns"] - x) / 1e3)
             dead.append((v["dead_boot_ns"] - x) / 1e3)
+            if v.get("exit_boot_ns"):
+                exited.append((v["exit_boot_ns"] - x) / 1e3)
             # The collector's publish time, carried by the decision (eventSentBootNs).
             pub = e.get("event_sent_boot_ns")
             if pub:
@@ -273,6 +279,7 @@ class Bench:
         row = {"what": "latency", "killer": killer, "storm": storm, "rt": variant, "round": rnd, "victims": victims,
                "killed": lat_summary["killed"], "survived": lat_summary["survived"], "unmatched": unmatched,
                "read_us": summary(read), "sent_us": summary(sent), "dead_us": summary(dead),
+               "exit_us": summary(exited),
                "collector_us": summary(hops["collector"]), "transport_us": summary(hops["transport"]),
                "decide_us": summary(hops["decide"]), "kill_syscalls_us": summary(hops["kill_syscalls"]),
                "storm_rate": storm_row["rate"] if storm_row else 0, "killer_summary": ksum, "loadavg": loadavg()}
@@ -280,7 +287,8 @@ class Bench:
         if self.args.smoke and (row["survived"] or row["killed"] != victims):
             raise SystemExit(f"{killer}: {row['survived']} of {victims} victims were not killed")
         log(f"latency {killer} storm={storm} variant={variant} round={rnd}: exec->dead p50 {row['dead_us'].get('p50', 0):.0f} "
-            f"p99 {row['dead_us'].get('p99', 0):.0f} µs; exec->sent p50 {row['sent_us'].get('p50', 0):.0f} µs; "
+            f"p99 {row['dead_us'].get('p99', 0):.0f} µs; exec->exit p50 {row['exit_us'].get('p50', 0):.0f} "
+            f"p99 {row['exit_us'].get('p99', 0):.0f} µs; exec->sent p50 {row['sent_us'].get('p50', 0):.0f} µs; "
             f"storm {row['storm_rate']:.0f}/s; killed {row['killed']}/{victims}")
         return row
 
@@ -483,8 +491,8 @@ def main():
     ap.add_argument("--variants", default="plain,sock,zmq,pin,rt,pin+rt",
                     help="variants for part 2: scheduling (plain, rt, pin, pin+rt from outside; flags: pin + "
                          "SCHED_FIFO through the programs' own --cpus/--rt-priority), sock (plain, the direct socket "
-                         "without the kernel ring), now (plain, killed decisions published at once) and zmq (plain, "
-                         "direct path off)")
+                         "without the kernel ring), now (plain, killed decisions published at once), nowait (plain, "
+                         "no wait for a killed process to exit) and zmq (plain, direct path off)")
     ap.add_argument("--agent-variant", default="plain", help="scheduling of the agent in parts 3 and 4")
     ap.add_argument("--storm-exe", default="", help="program the exec storms start (default: BUILD/bench/cnb-exit0)")
     ap.add_argument("--throughput-s", type=int, default=60)

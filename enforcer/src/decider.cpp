@@ -99,6 +99,7 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
   verdict_.reason.clear();
   verdict_.cmdline_from_proc = false;
   verdict_.killed_boot_ns = 0;
+  verdict_.exited_boot_ns = 0;
 
   // Identity is (tgid, start time); the pidfd must name the thread-group leader.
   pid_t pid = static_cast<pid_t>(event.tgid != 0 ? event.tgid : event.pid);
@@ -155,6 +156,7 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
   if (sent.status == KillStatus::kOk) {
     verdict_.killed_boot_ns = boot_ns();
     verdict_.action = schema::Action::KILLED;
+    verdict_.exited_boot_ns = opened.target->wait_exited();
     return verdict_;
   }
   act_on(sent);

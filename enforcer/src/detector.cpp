@@ -52,6 +52,7 @@ KillResult kill_verified(Killer& killer, pid_t pid, uint64_t start_boot_ns, bool
   if (sent.status == KillStatus::kOk) {
     r.killed_boot_ns = boot_ns();
     r.action = schema::Action::KILLED;
+    r.exited_boot_ns = opened.target->wait_exited();
     return r;
   }
   set_from(sent, r);

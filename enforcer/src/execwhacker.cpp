@@ -53,6 +53,7 @@ void ExecwhackerDetector::fill(schema::Decision::Builder d) {
   copy_event(view_, d.initEvent(), matched);
   d.setDecidedBootNs(v.decided_boot_ns);
   d.setKilledBootNs(v.killed_boot_ns);
+  d.setExitedBootNs(v.exited_boot_ns);
 }
 
 }  // namespace cryptnono::enforcer

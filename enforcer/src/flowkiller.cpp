@@ -150,6 +150,7 @@ void FlowkillerDetector::fill(schema::Decision::Builder d) {
   write_identity(id_, result_.have_argv ? &argv_ : nullptr, d.initEvent());
   d.setDecidedBootNs(decided_boot_ns_);
   d.setKilledBootNs(result_.killed_boot_ns);
+  d.setExitedBootNs(result_.exited_boot_ns);
 }
 
 void FlowkillerDetector::add_counters(std::vector<std::pair<std::string, uint64_t>>& out) const {

@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <ctime>
+
+#include "cryptnono/clock.h"
 
 namespace cryptnono::enforcer {
 
@@ -45,8 +48,8 @@ constexpr long kPidfsMagic = 0x50494446;
 
 class PidfdTarget : public Target {
  public:
-  PidfdTarget(UniqueFd fd, pid_t pid, const ProcReader& proc, size_t max_bytes)
-      : fd_(std::move(fd)), pid_(pid), proc_(proc), max_bytes_(max_bytes) {}
+  PidfdTarget(UniqueFd fd, pid_t pid, const ProcReader& proc, size_t max_bytes, unsigned exit_wait_us)
+      : fd_(std::move(fd)), pid_(pid), proc_(proc), max_bytes_(max_bytes), exit_wait_us_(exit_wait_us) {}
 
   KillOutcome read_cmdline(std::string& out) override {
     auto text = proc_.cmdline(pid_, max_bytes_);
@@ -64,11 +67,21 @@ class PidfdTarget : public Target {
     return error("pidfd_send_signal", errno);
   }
 
+  uint64_t wait_exited() override {
+    if (exit_wait_us_ == 0) return 0;
+    // A pidfd polls readable once every thread of the process has exited.
+    pollfd p{fd_.get(), POLLIN, 0};
+    timespec limit{static_cast<time_t>(exit_wait_us_ / 1'000'000), static_cast<long>(exit_wait_us_ % 1'000'000) * 1000};
+    int n = ::ppoll(&p, 1, &limit, nullptr);
+    return n > 0 && (p.revents & POLLIN) != 0 ? boot_ns() : 0;
+  }
+
  private:
   UniqueFd fd_;
   pid_t pid_;
   const ProcReader& proc_;
   size_t max_bytes_;
+  unsigned exit_wait_us_;
 };
 
 }  // namespace
@@ -166,7 +179,7 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino) 
   // also tells a zombie, which the start-time path saw in /proc/<pid>/stat.
   result.outcome = by_inode ? check_running(fd.get()) : check_alive(fd.get(), pid);
   if (result.outcome.status != KillStatus::kOk) return result;
-  result.target = std::make_unique<PidfdTarget>(std::move(fd), pid, proc_, max_cmdline_bytes_);
+  result.target = std::make_unique<PidfdTarget>(std::move(fd), pid, proc_, max_cmdline_bytes_, exit_wait_us_);
   return result;
 }
 

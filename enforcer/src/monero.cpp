@@ -57,6 +57,7 @@ void MoneroDetector::fill(schema::Decision::Builder d) {
   write_identity(id_, result_.have_argv ? &argv_ : nullptr, d.initEvent());
   d.setDecidedBootNs(decided_boot_ns_);
   d.setKilledBootNs(result_.killed_boot_ns);
+  d.setExitedBootNs(result_.exited_boot_ns);
 }
 
 }  // namespace cryptnono::enforcer

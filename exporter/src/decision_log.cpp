@@ -79,6 +79,9 @@ Json decision_line(schema::Envelope::Reader envelope, schema::Decision::Reader d
   line["cmdline_from_proc"] = decision.getCmdlineFromProc();
   if (auto us = latency_us(event.getExecBootNs(), decision.getDecidedBootNs())) line["exec_to_decision_us"] = *us;
   if (auto us = latency_us(event.getExecBootNs(), decision.getKilledBootNs())) line["exec_to_kill_us"] = *us;
+  // The enforcer saw the killed process gone (its exit wait): the kill took effect.
+  if (auto us = latency_us(event.getExecBootNs(), decision.getExitedBootNs())) line["exec_to_exit_us"] = *us;
+  if (auto us = latency_us(decision.getKilledBootNs(), decision.getExitedBootNs())) line["kill_to_exit_us"] = *us;
   // The detectors that judge something else than an exec say what they judged.
   if (decision.hasRule()) line["rule"] = text_string(decision.getRule());
   if (decision.hasConnect()) {

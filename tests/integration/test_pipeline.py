@@ -246,7 +246,8 @@ class PipelineTest(unittest.TestCase):
 
     def test_seed_command_is_killed_logged_counted_and_tailed(self):
         banned = random_banned()
-        p = self.start([banned])
+        # A long exit wait, so that a loaded machine still sees the process gone within it.
+        p = self.start([banned], enforcer_args=["--exit-wait-us", "500000"])
         killed_before = p.metric("cryptnono_execwhacker_processes_killed_total", source="execwhacker.bpf")
         tail_out = open(os.path.join(self.tmp, "tail.out"), "w+b")
         tail = self.spawn([f"{BIN}/cryptnono", "tail", p.enforcer_ep, "--topic", "decision"], stdout=tail_out)
@@ -267,6 +268,10 @@ class PipelineTest(unittest.TestCase):
         print(f"\nexec->kill latency observed: {line.get('exec_to_kill_us')} us "
               f"(exec->decision {line.get('exec_to_decision_us')} us); command died after {seconds * 1000:.1f} ms")
         self.assertGreater(line["exec_to_kill_us"], 0)
+        # The enforcer waited for it to go: it says when (after the signal, before the shell's end).
+        self.assertGreaterEqual(line["exec_to_exit_us"], line["exec_to_kill_us"], line)
+        self.assertAlmostEqual(line["kill_to_exit_us"], line["exec_to_exit_us"] - line["exec_to_kill_us"], delta=1, msg=line)
+        self.assertLess(line["exec_to_exit_us"], seconds * 1e6, line)
 
         wait_for(lambda: p.metric("cryptnono_execwhacker_processes_killed_total", source="execwhacker.bpf")
                  >= killed_before + 1, 10, "killed_total to go up")

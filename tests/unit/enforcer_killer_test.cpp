@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "cryptnono/clock.h"
 #include "cryptnono/enforcer/killer.h"
 #include "enforcer_test_util.h"
 
@@ -99,6 +100,45 @@ TEST_F(PidfdKillerTest, ThePidfsInodeVerifiesTheProcessWithoutProc) {
   int status = child.wait_for_exit();
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+// After the signal the enforcer can sleep until the process is gone (--exit-wait-us).
+TEST_F(PidfdKillerTest, WaitsForTheKilledProcessToExitWithinItsWait) {
+  Child child(dir_, testing::random_token());
+  PidfdKiller waiting(ProcReader("/proc"), getpid());
+  waiting.wait_for_exit_us(5'000'000);  // far longer than a SIGKILLed sleep takes to die
+  auto opened = waiting.open(child.pid(), child.start_boot_ns());
+  ASSERT_EQ(opened.outcome.status, KillStatus::kOk) << opened.outcome.reason;
+  const uint64_t before = boot_ns();
+  ASSERT_EQ(opened.target->kill().status, KillStatus::kOk);
+  const uint64_t gone = opened.target->wait_exited();
+  EXPECT_GE(gone, before);
+  // Gone means exited and not yet reaped: a zombie.
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child.pid()), &info, WEXITED | WNOHANG | WNOWAIT), 0);
+  EXPECT_EQ(info.si_pid, child.pid());
+  EXPECT_EQ(info.si_code, CLD_KILLED);
+
+  // Without a wait, nothing is waited for.
+  Child other(dir_, testing::random_token());
+  auto second = killer_.open(other.pid(), other.start_boot_ns());
+  ASSERT_EQ(second.outcome.status, KillStatus::kOk);
+  ASSERT_EQ(second.target->kill().status, KillStatus::kOk);
+  EXPECT_EQ(second.target->wait_exited(), 0u);
+}
+
+// A process that does not die within the wait (here: not killed at all) is not waited for
+// longer.
+TEST_F(PidfdKillerTest, TheExitWaitIsBounded) {
+  Child child(dir_, testing::random_token());
+  PidfdKiller waiting(ProcReader("/proc"), getpid());
+  waiting.wait_for_exit_us(20'000);
+  auto opened = waiting.open(child.pid(), child.start_boot_ns());
+  ASSERT_EQ(opened.outcome.status, KillStatus::kOk);
+  const uint64_t start = boot_ns();
+  EXPECT_EQ(opened.target->wait_exited(), 0u);
+  EXPECT_GE(boot_ns() - start, 20'000'000u);
+  EXPECT_TRUE(child.alive());
 }
 
 // The inode decides, even when the start time would match.

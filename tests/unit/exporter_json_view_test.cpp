@@ -39,6 +39,7 @@ struct DecisionSpec {
   uint64_t exec_ns = 5'000'000'000;
   uint64_t decided_ns = 5'000'020'500;
   uint64_t killed_ns = 5'000'045'000;
+  uint64_t exited_ns = 5'000'105'250;
 };
 
 // A whole envelope built the way the enforcer builds one.
@@ -60,6 +61,7 @@ void build_decision(capnp::MallocMessageBuilder& mb, const DecisionSpec& spec) {
   d.setCmdline(kj::arrayPtr(reinterpret_cast<const kj::byte*>(spec.cmdline.data()), spec.cmdline.size()));
   d.setDecidedBootNs(spec.decided_ns);
   d.setKilledBootNs(spec.killed_ns);
+  d.setExitedBootNs(spec.exited_ns);
   d.setReceivedBootNs(spec.decided_ns - 500);
   auto ev = d.initEvent();
   ev.setSource(spec.exec_ns == 0 ? schema::Source::SCAN : schema::Source::BPF);
@@ -121,6 +123,8 @@ TEST(DecisionLine, HasCryptnonoFieldsInCryptnonoOrderAsInTheSeedExample) {
   EXPECT_EQ(parsed["cmdline_from_proc"], false);
   EXPECT_DOUBLE_EQ(parsed["exec_to_decision_us"].get<double>(), 20.5);
   EXPECT_DOUBLE_EQ(parsed["exec_to_kill_us"].get<double>(), 45.0);
+  EXPECT_DOUBLE_EQ(parsed["exec_to_exit_us"].get<double>(), 105.25);
+  EXPECT_DOUBLE_EQ(parsed["kill_to_exit_us"].get<double>(), 60.25);
 }
 
 TEST(DecisionLine, MapsEveryActionToCryptnonoActionEventAndLevel) {
@@ -161,6 +165,15 @@ TEST(DecisionLine, OmitsLatenciesThatWereNotMeasured) {
   auto parsed = parse_one_line(dump_line(line_for(scan)));
   EXPECT_FALSE(parsed.contains("exec_to_decision_us"));
   EXPECT_FALSE(parsed.contains("exec_to_kill_us"));
+  EXPECT_FALSE(parsed.contains("exec_to_exit_us"));
+  EXPECT_TRUE(parsed.contains("kill_to_exit_us"));  // killed and seen gone: measured without an exec time
+
+  DecisionSpec not_seen_gone;  // not gone within the exit wait
+  not_seen_gone.exited_ns = 0;
+  parsed = parse_one_line(dump_line(line_for(not_seen_gone)));
+  EXPECT_TRUE(parsed.contains("exec_to_kill_us"));
+  EXPECT_FALSE(parsed.contains("exec_to_exit_us"));
+  EXPECT_FALSE(parsed.contains("kill_to_exit_us"));
 
   DecisionSpec spared;
   spared.action = schema::Action::SPARED;

@@ -52,6 +52,7 @@ struct Verdict {
   bool cmdline_from_proc = false;
   uint64_t decided_boot_ns = 0;  // matching finished
   uint64_t killed_boot_ns = 0;   // SIGKILL sent (0 if not)
+  uint64_t exited_boot_ns = 0;   // the killed process seen gone (0: not within the exit wait)
 };
 
 class Decider {

@@ -49,6 +49,7 @@ struct KillResult {
   schema::Action action = schema::Action::KILLED;
   std::string reason;          // why it was not killed
   uint64_t killed_boot_ns = 0;  // 0 when no signal was sent
+  uint64_t exited_boot_ns = 0;  // the killed process seen gone (0: not within the exit wait)
   bool have_argv = false;       // argv_out holds /proc/<pid>/cmdline of the verified process
 };
 

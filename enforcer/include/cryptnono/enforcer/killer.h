@@ -45,6 +45,10 @@ class Target {
   virtual KillOutcome read_cmdline(std::string& out) = 0;
   // Sends SIGKILL.
   virtual KillOutcome kill() = 0;
+  // After kill(): blocks until the process has exited or the killer's exit wait is over,
+  // and returns CLOCK_BOOTTIME ns when it was seen gone (0: not within the wait, or no
+  // wait). Sleeping here hands the CPU to the dying process, which may be on this one.
+  virtual uint64_t wait_exited() { return 0; }
 };
 
 struct Opened {
@@ -72,6 +76,8 @@ class PidfdKiller : public Killer {
   Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) override;
   // Whether pidfds are pidfs files here (Linux 6.9+), so an inode number names a process.
   bool pidfs() const { return pidfs_; }
+  // How long Target::wait_exited() waits for a killed process to exit (0: not at all).
+  void wait_for_exit_us(unsigned us) { exit_wait_us_ = us; }
 
   // The agent's own processes are never killed, whatever the config says:
   //  - processes running one of these executables (compared by device and inode, so a
@@ -89,6 +95,7 @@ class PidfdKiller : public Killer {
   std::string protected_cgroup_;
   pid_t self_;
   bool pidfs_ = false;
+  unsigned exit_wait_us_ = 0;
   uint64_t hz_;
   size_t max_cmdline_bytes_;
 };
