@@ -153,6 +153,14 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	ev->cpu = cpu;
 	ev->_pad0 = 0;
 	ev->pidfs_ino = task_pidfs_ino(task, btf);
+	/* mm->exe_file was set by this exec (begin_new_exec). */
+	{
+		struct inode *exe = EXEC_READ(btf, task->mm->exe_file->f_inode, task, mm, exe_file, f_inode);
+
+		ev->exe_ino = exe ? EXEC_READ(btf, exe->i_ino, exe, i_ino) : 0;
+		ev->exe_dev = exe ? EXEC_READ(btf, exe->i_sb->s_dev, exe, i_sb, s_dev) : 0;
+		ev->_pad1 = 0;
+	}
 	/* Fills all EXEC_COMM_LEN bytes (NUL-padded), or zeroes them on failure. */
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 

@@ -68,6 +68,12 @@ struct exec_event {
 	 * fstat() of a pidfd for it says, never reused while the system runs. 0 when the
 	 * kernel has no pidfs. */
 	__u64 pidfs_ino;
+	/* The exec'd file as the kernel knows it: mm->exe_file's inode number and its
+	 * superblock's device (s_dev, the kernel's MKDEV encoding: major << 20 | minor).
+	 * 0 when unreadable. */
+	__u64 exe_ino;
+	__u32 exe_dev;
+	__u32 _pad1;          /* always 0 */
 };
 
 /* The per-CPU scratch slot the probe builds a record in (too large for the stack). */
@@ -96,10 +102,10 @@ struct exec_counters {
 #else
 #define EXEC_STATIC_ASSERT _Static_assert
 #endif
-EXEC_STATIC_ASSERT(sizeof(struct exec_event) == 104, "exec_event layout changed");
+EXEC_STATIC_ASSERT(sizeof(struct exec_event) == 120, "exec_event layout changed");
 EXEC_STATIC_ASSERT(sizeof(struct exec_event) % 8 == 0, "exec_event must keep 8-byte alignment");
 EXEC_STATIC_ASSERT(sizeof(struct exec_counters) == 64, "exec_counters layout changed");
-EXEC_STATIC_ASSERT(sizeof(struct exec_scratch) == 104 + EXEC_DATA_CAP, "exec_scratch has padding");
+EXEC_STATIC_ASSERT(sizeof(struct exec_scratch) == 120 + EXEC_DATA_CAP, "exec_scratch has padding");
 EXEC_STATIC_ASSERT((EXEC_CGROUP_CAP & (EXEC_CGROUP_CAP - 1)) == 0, "masks need a power of two");
 EXEC_STATIC_ASSERT((EXEC_FILENAME_CAP & (EXEC_FILENAME_CAP - 1)) == 0, "masks need a power of two");
 EXEC_STATIC_ASSERT((EXEC_ARGS_CAP & (EXEC_ARGS_CAP - 1)) == 0, "masks need a power of two");

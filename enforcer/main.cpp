@@ -55,6 +55,9 @@ void protect_own_processes(PidfdKiller& killer, spdlog::logger& log) {
     for (const char* name : {"cryptnono-collector", "cryptnono-enforcer", "cryptnono-exporter", "cryptnono"})
       programs.push_back((dir / name).string());
     killer.protect_executables(programs);
+    log.info("the agent's programs are recognised by {}",
+             killer.exe_identity_trusted() ? "the file an exec event names (stat agrees with the kernel here)"
+                                           : "a stat of /proc/<pid>/exe at each kill");
   }
   // In a pod the v2 cgroup is ".../pod<uid>[.slice]/<container>": the pod is the parent.
   auto cgroup = ProcReader("/proc").cgroup(getpid());

@@ -56,6 +56,10 @@ struct ExecEvent {
   # fstat() of a pidfd for it says, never reused while the system runs. The enforcer
   # checks it on the pidfd it kills through, instead of reading /proc/<pid>/stat.
   pidfsIno @19 :UInt64;
+  # The exec'd file as the kernel knows it (mm->exe_file: inode number, and its superblock's
+  # s_dev in the kernel's encoding, major << 20 | minor); 0 when unknown and for scans.
+  exeIno @20 :UInt64;
+  exeDev @21 :UInt32;
 }
 
 enum Action {

@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   // by start time), then Target::kill. Returns the ns of each.
   auto open_and_kill = [&](pid_t pid, uint64_t start_ns, uint64_t ino) {
     uint64_t e = now();
-    auto opened = killer.open(pid, start_ns, ino);
+    auto opened = killer.open(pid, start_ns, {.pidfs_ino = ino});
     uint64_t f = now();
     if (opened.outcome.status != cryptnono::enforcer::KillStatus::kOk) {
       std::fprintf(stderr, "kill_path: open: %s\n", opened.outcome.reason.c_str());

@@ -56,7 +56,7 @@ class NoopTarget : public Target {
 // Every process "verifies" and every kill "succeeds", without touching any process.
 class NoopKiller : public Killer {
  public:
-  Opened open(pid_t, uint64_t, uint64_t) override { return {{KillStatus::kOk, {}}, std::make_unique<NoopTarget>()}; }
+  Opened open(pid_t, uint64_t, const EventIdentity&) override { return {{KillStatus::kOk, {}}, std::make_unique<NoopTarget>()}; }
 };
 
 std::vector<std::string> split(const std::string& s) {

@@ -135,6 +135,8 @@ void fill_exec_event(schema::ExecEvent::Builder out, const ExecRecord& rec) {
   out.setCpu(h.cpu);
   out.setInKernelRing(rec.in_kernel_ring());
   out.setPidfsIno(h.pidfs_ino);
+  out.setExeIno(h.exe_ino);
+  out.setExeDev(h.exe_dev);
 }
 
 void fill_exec_event(schema::ExecEvent::Builder out, const ScannedProcess& p) {

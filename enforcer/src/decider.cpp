@@ -15,6 +15,8 @@ kj::ArrayPtr<const kj::byte> as_bytes(std::string_view s) {
   return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
 }
 
+EventIdentity identity_of(const ExecView& e) { return {e.pidfs_ino, e.exe_ino, e.exe_dev}; }
+
 }  // namespace
 
 ExecView view_of(schema::ExecEvent::Reader event) {
@@ -38,6 +40,8 @@ ExecView view_of(schema::ExecEvent::Reader event) {
   v.pid_ns = event.getPidNs();
   v.cpu = event.getCpu();
   v.pidfs_ino = event.getPidfsIno();
+  v.exe_ino = event.getExeIno();
+  v.exe_dev = event.getExeDev();
   return v;
 }
 
@@ -60,6 +64,8 @@ void copy_event(const ExecView& v, schema::ExecEvent::Builder out, bool with_arg
   out.setMntNs(v.mnt_ns);
   out.setPidNs(v.pid_ns);
   out.setPidfsIno(v.pidfs_ino);
+  out.setExeIno(v.exe_ino);
+  out.setExeDev(v.exe_dev);
   out.setCpu(v.cpu);
 }
 
@@ -110,7 +116,7 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
   if (event.argv_truncated) {
     // What the event carries is only the start of the arguments: a banned string may
     // lie beyond it. Verify the process first, then read everything it has.
-    opened = killer_.open(pid, event.start_boot_ns, event.pidfs_ino);
+    opened = killer_.open(pid, event.start_boot_ns, identity_of(event));
     have_opened = true;
     if (opened.outcome.status == KillStatus::kOk) {
       auto read = opened.target->read_cmdline(proc_argv_);
@@ -143,7 +149,7 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
     return verdict_;
   }
 
-  if (!have_opened) opened = killer_.open(pid, event.start_boot_ns, event.pidfs_ino);
+  if (!have_opened) opened = killer_.open(pid, event.start_boot_ns, identity_of(event));
   if (opened.outcome.status != KillStatus::kOk) {
     act_on(opened.outcome);
     return verdict_;

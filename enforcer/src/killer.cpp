@@ -2,7 +2,9 @@
 
 #include <poll.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 
 #include "cryptnono/clock.h"
 
@@ -84,13 +87,37 @@ class PidfdTarget : public Target {
   unsigned exit_wait_us_;
 };
 
+// Whether stat() of `path` reports the device of the superblock its mount is on (the
+// "major:minor" mountinfo shows for its mount id), as the kernel's inode->i_sb->s_dev.
+bool stat_device_is_the_mounts(const std::string& path, dev_t st_dev, const std::string& mountinfo_path) {
+  struct statx sx {};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_MNT_ID, &sx) != 0 || (sx.stx_mask & STATX_MNT_ID) == 0) return false;
+  std::ifstream in(mountinfo_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    // "<mount id> <parent id> <major>:<minor> <root> <mount point> ..."
+    unsigned long long id = 0;
+    unsigned major_no = 0, minor_no = 0;
+    if (std::sscanf(line.c_str(), "%llu %*u %u:%u", &id, &major_no, &minor_no) != 3) continue;
+    if (id == sx.stx_mnt_id) return makedev(major_no, minor_no) == st_dev;
+  }
+  return false;
+}
+
+// The kernel's s_dev (MKDEV: major << 20 | minor) as user space encodes a device.
+dev_t user_dev(uint32_t kernel_dev) { return makedev(kernel_dev >> 20, kernel_dev & 0xfffffu); }
+
 }  // namespace
 
 void PidfdKiller::protect_executables(const std::vector<std::string>& paths) {
+  bool trusted = true;
   for (const auto& path : paths) {
     struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) protected_exes_.emplace_back(st.st_dev, st.st_ino);
+    if (::stat(path.c_str(), &st) != 0) continue;
+    protected_exes_.emplace_back(st.st_dev, st.st_ino);
+    trusted = trusted && stat_device_is_the_mounts(path, st.st_dev, proc_.path(::getpid(), "mountinfo"));
   }
+  exe_identity_trusted_ = trusted && !protected_exes_.empty();
 }
 
 PidfdKiller::PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second, size_t max_cmdline_bytes)
@@ -103,7 +130,8 @@ PidfdKiller::PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second,
            sizeof(ino_t) >= 8;
 }
 
-Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino) {
+Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns, const EventIdentity& id) {
+  const uint64_t pidfs_ino = id.pidfs_ino;
   Opened result;
   if (pid <= 1) {
     result.outcome = {KillStatus::kProtected, "protected: pid " + std::to_string(pid)};
@@ -157,13 +185,21 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino) 
     }
   }
   if (!protected_exes_.empty()) {
+    // The file the event's exec ran, when the event says and stat() speaks the kernel's
+    // terms here; else the process's current executable, through /proc.
     struct stat exe {};
-    if (::stat(proc_.path(pid, "exe").c_str(), &exe) == 0) {
-      for (const auto& [dev, ino] : protected_exes_) {
-        if (exe.st_dev == dev && exe.st_ino == ino) {
-          result.outcome = {KillStatus::kProtected, "protected: one of the agent's own programs"};
-          return result;
-        }
+    bool known = false;
+    if (id.exe_ino != 0 && exe_identity_trusted_) {
+      exe.st_dev = user_dev(id.exe_dev);
+      exe.st_ino = static_cast<ino_t>(id.exe_ino);
+      known = true;
+    } else {
+      known = ::stat(proc_.path(pid, "exe").c_str(), &exe) == 0;
+    }
+    for (const auto& [dev, ino] : protected_exes_) {
+      if (known && exe.st_dev == dev && exe.st_ino == ino) {
+        result.outcome = {KillStatus::kProtected, "protected: one of the agent's own programs"};
+        return result;
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -168,6 +169,13 @@ TEST_F(ExecProbe, CutsArgvAtMaxArgsAndReportsTheRealLengthAndIdentity) {
   auto pidfd = pidfd_inode(child.pid());
   ASSERT_NE(pidfd.ino, 0u);
   EXPECT_EQ(rec->header.pidfs_ino, pidfd.pidfs ? pidfd.ino : 0u);
+  // The exec'd file as the kernel knows it; on this test's filesystem stat() says the same
+  // (the enforcer checks that a filesystem does before relying on it: killer.h).
+  struct stat exe {};
+  ASSERT_EQ(stat(("/proc/" + std::to_string(child.pid()) + "/exe").c_str(), &exe), 0);
+  EXPECT_EQ(rec->header.exe_ino, exe.st_ino);
+  EXPECT_EQ(makedev(rec->header.exe_dev >> 20, rec->header.exe_dev & 0xfffff), exe.st_dev);
+  EXPECT_EQ(rec->header._pad1, 0u);
 
   int status = child.wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;

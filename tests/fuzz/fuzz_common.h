@@ -71,7 +71,7 @@ class InertTarget final : public enforcer::Target {
 class InertKiller final : public enforcer::Killer {
  public:
   std::string proc_argv;  // what read_cmdline answers
-  enforcer::Opened open(pid_t, uint64_t, uint64_t) override {
+  enforcer::Opened open(pid_t, uint64_t, const enforcer::EventIdentity&) override {
     enforcer::Opened o;
     o.outcome.status = enforcer::KillStatus::kOk;
     o.target = std::make_unique<InertTarget>(proc_argv);

@@ -285,6 +285,26 @@ class PipelineTest(unittest.TestCase):
             return None
         wait_for(tail_saw, 10, "cryptnono tail to print the decision")
 
+    def test_the_agents_own_program_with_a_banned_string_is_spared(self):
+        """An operator's `cryptnono tail` whose argv holds a banned string: the exec event
+        names the agent's own program (the file the exec ran), so it is never killed."""
+        banned = random_banned()
+        p = self.start([banned])
+        tail = self.spawn([f"{BIN}/cryptnono", "tail", p.enforcer_ep, "--topic", banned],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        line = p.find_line(matched=banned.lower())
+        self.assertEqual(line["action"], "spared", line)
+        self.assertEqual(line["reason"], "protected: one of the agent's own programs", line)
+        self.assertEqual(line["pid"], tail.pid)
+        time.sleep(0.2)
+        self.assertIsNone(tail.poll(), "the agent's own program was killed")
+        # The same bytes under another inode are not the agent's program: killed.
+        copy = os.path.join(self.tmp, "not-cryptnono")
+        shutil.copy(f"{BIN}/cryptnono", copy)
+        other = self.spawn([copy, "tail", p.enforcer_ep, "--topic", banned],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertEqual(other.wait(timeout=10), -signal.SIGKILL)
+
     def test_execs_come_from_the_kernel_ring_then_the_direct_path_then_zeromq_alone(self):
         # Default: the enforcer takes exec events from the collector's direct socket (next
         # to collector.sock) and from ZeroMQ, judges the first copy and skips the second;

@@ -1,10 +1,13 @@
 // PidfdKiller against real processes: the test's own children, so no root is needed.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "cryptnono/clock.h"
 #include "cryptnono/enforcer/killer.h"
@@ -94,12 +97,71 @@ TEST_F(PidfdKillerTest, ThePidfsInodeVerifiesTheProcessWithoutProc) {
   // A ProcReader on an empty directory: any /proc read on this path would fail the open.
   PidfdKiller no_proc(ProcReader(dir_), getpid());
   ASSERT_TRUE(no_proc.pidfs());
-  auto opened = no_proc.open(child.pid(), 0, ino);  // no start time needed
+  auto opened = no_proc.open(child.pid(), 0, {.pidfs_ino = ino});  // no start time needed
   ASSERT_EQ(opened.outcome.status, KillStatus::kOk) << opened.outcome.reason;
   EXPECT_EQ(opened.target->kill().status, KillStatus::kOk);
   int status = child.wait_for_exit();
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+// An event names the file its exec ran (the kernel's device and inode): when stat() speaks
+// the kernel's terms on the protected programs' filesystem, that file is what the
+// protection checks, with no /proc/<pid>/exe read.
+TEST_F(PidfdKillerTest, TheEventsExecutableIsWhatTheProtectionChecks) {
+  Child child(dir_, testing::random_token());  // runs /bin/sleep
+  const std::string sleep_path = std::filesystem::canonical("/bin/sleep").string();
+  std::filesystem::copy_file("/bin/sleep", dir_ + "/sleep-copy");
+  struct stat real {}, copy {};
+  ASSERT_EQ(::stat(sleep_path.c_str(), &real), 0);
+  ASSERT_EQ(::stat((dir_ + "/sleep-copy").c_str(), &copy), 0);
+  auto kernel_dev = [](dev_t d) { return static_cast<uint32_t>((major(d) << 20) | minor(d)); };
+  const EventIdentity names_sleep{0, real.st_ino, kernel_dev(real.st_dev)};
+  const EventIdentity names_copy{0, copy.st_ino, kernel_dev(copy.st_dev)};
+
+  PidfdKiller protects_sleep(ProcReader("/proc"), getpid());
+  protects_sleep.protect_executables({sleep_path});
+  PidfdKiller protects_copy(ProcReader("/proc"), getpid());
+  protects_copy.protect_executables({dir_ + "/sleep-copy"});
+  const auto start = child.start_boot_ns();
+  if (protects_sleep.exe_identity_trusted() && protects_copy.exe_identity_trusted()) {
+    // The event decides, whatever /proc/<pid>/exe says.
+    EXPECT_EQ(protects_sleep.open(child.pid(), start, names_copy).outcome.status, KillStatus::kOk);
+    EXPECT_EQ(protects_copy.open(child.pid(), start, names_copy).outcome.reason,
+              "protected: one of the agent's own programs");
+  } else {
+    // Not on this filesystem: the process's executable is read from /proc.
+    EXPECT_EQ(protects_sleep.open(child.pid(), start, names_copy).outcome.status, KillStatus::kProtected);
+    EXPECT_EQ(protects_copy.open(child.pid(), start, names_copy).outcome.status, KillStatus::kOk);
+  }
+  // Consistent either way when the event tells the truth.
+  EXPECT_EQ(protects_sleep.open(child.pid(), start, names_sleep).outcome.status, KillStatus::kProtected);
+}
+
+// A filesystem whose stat() device is not its mount's (a btrfs subvolume's is its own) is
+// not trusted: mountinfo here is a made-up one that gives /bin/sleep's mount another device.
+TEST_F(PidfdKillerTest, ExecutableIdentityIsNotTrustedWhereStatDiffersFromTheMount) {
+  const std::string sleep_path = std::filesystem::canonical("/bin/sleep").string();
+  struct statx sx {};
+  ASSERT_EQ(::statx(AT_FDCWD, sleep_path.c_str(), 0, STATX_MNT_ID, &sx), 0);
+  const std::string fake_proc = dir_ + "/proc";
+  std::filesystem::create_directories(fake_proc + "/" + std::to_string(getpid()));
+  auto write_mountinfo = [&](unsigned major_no, unsigned minor_no) {
+    std::ofstream(fake_proc + "/" + std::to_string(getpid()) + "/mountinfo")
+        << "1 0 0:1 / / rw - rootfs rootfs rw\n"
+        << sx.stx_mnt_id << " 1 " << major_no << ":" << minor_no << " / /bin rw - ext4 /dev/x rw\n";
+  };
+  write_mountinfo(sx.stx_dev_major, sx.stx_dev_minor);
+  PidfdKiller same(ProcReader(fake_proc), getpid());
+  same.protect_executables({sleep_path});
+  EXPECT_TRUE(same.exe_identity_trusted());
+  write_mountinfo(sx.stx_dev_major, sx.stx_dev_minor + 1);
+  PidfdKiller other(ProcReader(fake_proc), getpid());
+  other.protect_executables({sleep_path});
+  EXPECT_FALSE(other.exe_identity_trusted());
+  PidfdKiller none(ProcReader(dir_ + "/no-proc"), getpid());
+  none.protect_executables({sleep_path});
+  EXPECT_FALSE(none.exe_identity_trusted());
 }
 
 // After the signal the enforcer can sleep until the process is gone (--exit-wait-us).
@@ -147,13 +209,13 @@ TEST_F(PidfdKillerTest, AnotherPidfsInodeMeansThePidWasReused) {
   Child child(dir_, testing::random_token());
   const uint64_t ino = pidfs_ino_of(child.pid());
   ASSERT_NE(ino, 0u);
-  auto opened = killer_.open(child.pid(), child.start_boot_ns(), ino + 1);
+  auto opened = killer_.open(child.pid(), child.start_boot_ns(), {.pidfs_ino = ino + 1});
   EXPECT_EQ(opened.outcome.status, KillStatus::kReused);
   EXPECT_EQ(opened.outcome.reason, "pid reused (pidfs inode differs)");
   EXPECT_FALSE(opened.target);
   EXPECT_TRUE(child.alive());
   // Without an inode (a /proc scan's event) the start time is checked as before.
-  EXPECT_EQ(killer_.open(child.pid(), child.start_boot_ns(), 0).outcome.status, KillStatus::kOk);
+  EXPECT_EQ(killer_.open(child.pid(), child.start_boot_ns(), {}).outcome.status, KillStatus::kOk);
 }
 
 TEST_F(PidfdKillerTest, AZombieHasExitedByPidfsInodeToo) {
@@ -163,7 +225,7 @@ TEST_F(PidfdKillerTest, AZombieHasExitedByPidfsInodeToo) {
   ASSERT_EQ(::kill(child.pid(), SIGKILL), 0);
   siginfo_t info{};
   ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child.pid()), &info, WEXITED | WNOWAIT), 0);
-  auto opened = killer_.open(child.pid(), child.start_boot_ns(), ino);
+  auto opened = killer_.open(child.pid(), child.start_boot_ns(), {.pidfs_ino = ino});
   EXPECT_EQ(opened.outcome.status, KillStatus::kExited);
   EXPECT_EQ(opened.outcome.reason, "process exited");
 }
@@ -197,9 +259,9 @@ TEST_F(PidfdKillerTest, NeverTouchesTheAgentsOwnProgramsOrItsPod) {
 
   // The same protections when the process is verified by its pidfs inode.
   if (const uint64_t ino = pidfs_ino_of(child.pid()); by_exe.pidfs() && ino != 0) {
-    EXPECT_EQ(by_exe.open(child.pid(), 0, ino).outcome.reason, "protected: one of the agent's own programs");
+    EXPECT_EQ(by_exe.open(child.pid(), 0, {.pidfs_ino = ino}).outcome.reason, "protected: one of the agent's own programs");
     by_pod.protect_cgroup_prefix(*cgroup);
-    EXPECT_EQ(by_pod.open(child.pid(), 0, ino).outcome.reason, "protected: in the agent's own pod");
+    EXPECT_EQ(by_pod.open(child.pid(), 0, {.pidfs_ino = ino}).outcome.reason, "protected: in the agent's own pod");
   }
 }
 

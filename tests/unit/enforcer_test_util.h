@@ -137,6 +137,8 @@ struct EventSpec {
   bool truncated = false;
   uint32_t full_length = 0;
   uint64_t pidfs_ino = 0;
+  uint64_t exe_ino = 0;
+  uint32_t exe_dev = 0;
 };
 
 inline void fill_event(schema::ExecEvent::Builder ev, const EventSpec& spec) {
@@ -155,6 +157,8 @@ inline void fill_event(schema::ExecEvent::Builder ev, const EventSpec& spec) {
   ev.setArgvFullLength(spec.full_length != 0 ? spec.full_length : static_cast<uint32_t>(spec.argv.size()));
   ev.setCgroupName("test/cgroup");
   ev.setPidfsIno(spec.pidfs_ino);
+  ev.setExeIno(spec.exe_ino);
+  ev.setExeDev(spec.exe_dev);
 }
 
 // An FpuEvent naming the process (pid, start time) as the collector's probe would.
@@ -207,6 +211,8 @@ class FakeKiller : public Killer {
     pid_t pid = 0;
     uint64_t start = 0;
     uint64_t pidfs_ino = 0;
+    uint64_t exe_ino = 0;
+    uint32_t exe_dev = 0;
   };
   KillOutcome open_outcome{KillStatus::kOk, {}};
   KillOutcome read_outcome{KillStatus::kOk, {}};
@@ -214,11 +220,13 @@ class FakeKiller : public Killer {
   std::string proc_argv;
   Calls calls;
 
-  Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) override {
+  Opened open(pid_t pid, uint64_t start_boot_ns, const EventIdentity& id = {}) override {
     ++calls.opens;
     calls.pid = pid;
     calls.start = start_boot_ns;
-    calls.pidfs_ino = pidfs_ino;
+    calls.pidfs_ino = id.pidfs_ino;
+    calls.exe_ino = id.exe_ino;
+    calls.exe_dev = id.exe_dev;
     Opened o;
     o.outcome = open_outcome;
     if (open_outcome.status == KillStatus::kOk) o.target = std::make_unique<FakeTarget>(*this);

@@ -37,6 +37,8 @@ struct ExecView {
   uint32_t pid_ns = 0;
   uint32_t cpu = 0;
   uint64_t pidfs_ino = 0;
+  uint64_t exe_ino = 0;
+  uint32_t exe_dev = 0;
 };
 
 // Reads every field; throws kj::Exception on a malformed message.

@@ -51,6 +51,13 @@ class Target {
   virtual uint64_t wait_exited() { return 0; }
 };
 
+// What an exec event says about its process beyond pid and start time (0: not known).
+struct EventIdentity {
+  uint64_t pidfs_ino = 0;  // the inode number pidfs gives it (Linux 6.9+)
+  uint64_t exe_ino = 0;    // the exec'd file: inode number and the kernel's s_dev
+  uint32_t exe_dev = 0;    //   (MKDEV encoding, major << 20 | minor)
+};
+
 struct Opened {
   KillOutcome outcome;
   std::unique_ptr<Target> target;  // set only when outcome.status == kOk
@@ -59,11 +66,12 @@ struct Opened {
 class Killer {
  public:
   virtual ~Killer() = default;
-  // Opens the process `pid` and verifies it is the one an event named: by `pidfs_ino` (the
-  // inode number pidfs gives it, exact) when the event has one (not 0) and the kernel has
+  // Opens the process `pid` and verifies it is the one an event named: by `id.pidfs_ino`
+  // (the inode number pidfs gives it, exact) when the event has one and the kernel has
   // pidfs, else by `start_boot_ns` (CLOCK_BOOTTIME ns, compared at clock-tick resolution
-  // as /proc shows it).
-  virtual Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) = 0;
+  // as /proc shows it). `id.exe_*` name the file the event's exec ran, for the protection
+  // of the agent's own programs.
+  virtual Opened open(pid_t pid, uint64_t start_boot_ns, const EventIdentity& id = {}) = 0;
 };
 
 // The real killer: pidfd_open; fstat of the pidfd (its inode number against the event's
@@ -73,7 +81,7 @@ class PidfdKiller : public Killer {
  public:
   explicit PidfdKiller(ProcReader proc, pid_t self, uint64_t ticks_per_second = clock_ticks_per_second(),
                        size_t max_cmdline_bytes = 8u << 20);
-  Opened open(pid_t pid, uint64_t start_boot_ns, uint64_t pidfs_ino = 0) override;
+  Opened open(pid_t pid, uint64_t start_boot_ns, const EventIdentity& id = {}) override;
   // Whether pidfds are pidfs files here (Linux 6.9+), so an inode number names a process.
   bool pidfs() const { return pidfs_; }
   // How long Target::wait_exited() waits for a killed process to exit (0: not at all).
@@ -81,17 +89,24 @@ class PidfdKiller : public Killer {
 
   // The agent's own processes are never killed, whatever the config says:
   //  - processes running one of these executables (compared by device and inode, so a
-  //    copy or a look-alike name is not protected; a process whose /proc/<pid>/exe this
-  //    enforcer may not read is not recognised this way);
+  //    copy or a look-alike name is not protected): the exec'd file an event names when
+  //    stat() reports these programs as the kernel knows them (their device is their
+  //    mount's, see exe_identity_trusted()), else a stat of /proc/<pid>/exe (a process
+  //    whose /proc/<pid>/exe this enforcer may not read is not recognised that way);
   //  - processes whose cgroup path starts with this prefix: in Kubernetes, the agent's own
   //    pod (all its containers), which covers stages running as another uid.
-  // Each check costs a stat or a read of /proc on the kill path only.
+  // Each check costs at most a stat or a read of /proc on the kill path only.
   void protect_executables(const std::vector<std::string>& paths);
+  // Whether every protected program's stat() device is its mount's superblock device
+  // (mountinfo), so an event's exe_dev/exe_ino compare with stat() directly. Not so on
+  // e.g. a btrfs subvolume (stat reports a per-subvolume device).
+  bool exe_identity_trusted() const { return exe_identity_trusted_; }
   void protect_cgroup_prefix(std::string prefix) { protected_cgroup_ = std::move(prefix); }
 
  private:
   ProcReader proc_;
   std::vector<std::pair<dev_t, ino_t>> protected_exes_;
+  bool exe_identity_trusted_ = false;
   std::string protected_cgroup_;
   pid_t self_;
   bool pidfs_ = false;
