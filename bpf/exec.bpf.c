@@ -153,9 +153,11 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	ev->cpu = cpu;
 	ev->_pad0 = 0;
 	ev->pidfs_ino = task_pidfs_ino(task, btf);
-	/* mm->exe_file was set by this exec (begin_new_exec). */
+	/* The new mm, read once: its exe_file (set by this exec, begin_new_exec) here, its
+	 * argument area below. */
+	mm = EXEC_READ(btf, task->mm, task, mm);
 	{
-		struct inode *exe = EXEC_READ(btf, task->mm->exe_file->f_inode, task, mm, exe_file, f_inode);
+		struct inode *exe = mm ? EXEC_READ(btf, mm->exe_file->f_inode, mm, exe_file, f_inode) : NULL;
 
 		ev->exe_ino = exe ? EXEC_READ(btf, exe->i_ino, exe, i_ino) : 0;
 		ev->exe_dev = exe ? EXEC_READ(btf, exe->i_sb->s_dev, exe, i_sb, s_dev) : 0;
@@ -176,7 +178,6 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	}
 
 	/* argv: one copy of the new mm's argument area, cut at max_args. */
-	mm = EXEC_READ(btf, task->mm, task, mm);
 	if (btf && !mm) {
 		arg_start = arg_end = 0;
 	} else {

@@ -107,7 +107,8 @@ const Verdict& Decider::decide(const ExecView& event, Matcher& matcher) {
   verdict_.killed_boot_ns = 0;
   verdict_.exited_boot_ns = 0;
 
-  // Identity is (tgid, start time); the pidfd must name the thread-group leader.
+  // Identity is the tgid with the pidfs inode or, without one, the start time; the pidfd
+  // must name the thread-group leader.
   pid_t pid = static_cast<pid_t>(event.tgid != 0 ? event.tgid : event.pid);
   build_cmdline(event, event.argv);
 

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <map>
 
 #include "cryptnono/clock.h"
 
@@ -87,21 +88,27 @@ class PidfdTarget : public Target {
   unsigned exit_wait_us_;
 };
 
-// Whether stat() of `path` reports the device of the superblock its mount is on (the
-// "major:minor" mountinfo shows for its mount id), as the kernel's inode->i_sb->s_dev.
-bool stat_device_is_the_mounts(const std::string& path, dev_t st_dev, const std::string& mountinfo_path) {
-  struct statx sx {};
-  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_MNT_ID, &sx) != 0 || (sx.stx_mask & STATX_MNT_ID) == 0) return false;
+// Each mount's superblock device (the "major:minor" of mountinfo), by mount id.
+std::map<uint64_t, dev_t> mount_devices(const std::string& mountinfo_path) {
+  std::map<uint64_t, dev_t> out;
   std::ifstream in(mountinfo_path);
   std::string line;
   while (std::getline(in, line)) {
     // "<mount id> <parent id> <major>:<minor> <root> <mount point> ..."
     unsigned long long id = 0;
     unsigned major_no = 0, minor_no = 0;
-    if (std::sscanf(line.c_str(), "%llu %*u %u:%u", &id, &major_no, &minor_no) != 3) continue;
-    if (id == sx.stx_mnt_id) return makedev(major_no, minor_no) == st_dev;
+    if (std::sscanf(line.c_str(), "%llu %*u %u:%u", &id, &major_no, &minor_no) == 3) out[id] = makedev(major_no, minor_no);
   }
-  return false;
+  return out;
+}
+
+// Whether stat() of `path` reports the device of the superblock its mount is on, as the
+// kernel's inode->i_sb->s_dev.
+bool stat_device_is_the_mounts(const std::string& path, dev_t st_dev, const std::map<uint64_t, dev_t>& mounts) {
+  struct statx sx {};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_MNT_ID, &sx) != 0 || (sx.stx_mask & STATX_MNT_ID) == 0) return false;
+  auto it = mounts.find(sx.stx_mnt_id);
+  return it != mounts.end() && it->second == st_dev;
 }
 
 // The kernel's s_dev (MKDEV: major << 20 | minor) as user space encodes a device.
@@ -110,12 +117,13 @@ dev_t user_dev(uint32_t kernel_dev) { return makedev(kernel_dev >> 20, kernel_de
 }  // namespace
 
 void PidfdKiller::protect_executables(const std::vector<std::string>& paths) {
+  const auto mounts = mount_devices(proc_.path(::getpid(), "mountinfo"));
   bool trusted = true;
   for (const auto& path : paths) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) continue;
     protected_exes_.emplace_back(st.st_dev, st.st_ino);
-    trusted = trusted && stat_device_is_the_mounts(path, st.st_dev, proc_.path(::getpid(), "mountinfo"));
+    trusted = trusted && stat_device_is_the_mounts(path, st.st_dev, mounts);
   }
   exe_identity_trusted_ = trusted && !protected_exes_.empty();
 }
@@ -196,10 +204,12 @@ Opened PidfdKiller::open(pid_t pid, uint64_t start_boot_ns, const EventIdentity&
     } else {
       known = ::stat(proc_.path(pid, "exe").c_str(), &exe) == 0;
     }
-    for (const auto& [dev, ino] : protected_exes_) {
-      if (known && exe.st_dev == dev && exe.st_ino == ino) {
-        result.outcome = {KillStatus::kProtected, "protected: one of the agent's own programs"};
-        return result;
+    if (known) {
+      for (const auto& [dev, ino] : protected_exes_) {
+        if (exe.st_dev == dev && exe.st_ino == ino) {
+          result.outcome = {KillStatus::kProtected, "protected: one of the agent's own programs"};
+          return result;
+        }
       }
     }
   }
