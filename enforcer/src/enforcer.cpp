@@ -161,6 +161,7 @@ void Enforcer::count_reload_failure() { counters_.config_reload_failures.fetch_a
 
 void Enforcer::take_pending_update() {
   std::function<void(Detector&)> update;
+  uint64_t before = serving_generation_;
   {
     std::lock_guard<std::mutex> lock(pending_mutex_);
     if (!pending_) return;
@@ -172,6 +173,11 @@ void Enforcer::take_pending_update() {
   // Outside the lock: the old configuration (a Vectorscan database, a banned set) is freed
   // here, between events, without blocking the watcher thread.
   update(*detector_);
+  // Which configuration judges the events from here on (decisions carry its generation).
+  if (serving_generation_ != before)
+    log_->info("config generation {} judges events from now on ({})", serving_generation_, detector_->describe());
+  else
+    log_->debug("config generation {} rebuilt ({})", serving_generation_, detector_->describe());
 }
 
 std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
@@ -276,7 +282,13 @@ void Enforcer::handle(Received& received) {
   }
   counters_.events_received.fetch_add(1, std::memory_order_relaxed);
   count(detector_->decide(received_boot_ns));
+  trace_decision();
   publish_decision(received_boot_ns);
+}
+
+void Enforcer::trace_decision() {
+  if (log_->should_log(spdlog::level::trace))
+    log_->trace("judged (config generation {}): {}", serving_generation_, detector_->last_judged());
 }
 
 void Enforcer::request_ring() {
@@ -350,6 +362,7 @@ void Enforcer::handle_ring_record(const void* data, size_t size) {
     }
     counters_.events_received.fetch_add(1, std::memory_order_relaxed);
     count(detector_->decide(received_boot_ns));
+    trace_decision();
     publish_decision(received_boot_ns, true);
   } catch (const kj::Exception& e) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);

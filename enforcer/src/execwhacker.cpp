@@ -1,5 +1,7 @@
 #include "cryptnono/enforcer/execwhacker.h"
 
+#include <cstdio>
+
 #include "cryptnono/transport.h"
 
 namespace cryptnono::enforcer {
@@ -36,6 +38,22 @@ bool ExecwhackerDetector::read(schema::Envelope::Body::Reader body) {
 schema::Action ExecwhackerDetector::decide(uint64_t /*now_boot_ns*/) {
   verdict_ = &decider_.decide(view_, *matcher_);
   return verdict_->action;
+}
+
+std::string ExecwhackerDetector::last_judged() const {
+  std::string out = "pid " + std::to_string(view_.tgid != 0 ? view_.tgid : view_.pid) + ", " +
+                    std::to_string(matcher_->banned_count()) + " banned strings, cmdline (casefolded) ";
+  // Bytes as they are, but a line: control characters escaped.
+  for (unsigned char c : decider_.cmdline().substr(0, 4096)) {
+    if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 void ExecwhackerDetector::fill(schema::Decision::Builder d) {

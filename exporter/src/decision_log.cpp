@@ -77,6 +77,8 @@ Json decision_line(schema::Envelope::Reader envelope, schema::Decision::Reader d
   line["allowedby"] = text_string(decision.getAllowedBy());
   line["reason"] = text_string(decision.getReason());
   line["cmdline_from_proc"] = decision.getCmdlineFromProc();
+  // Which configuration judged it (the enforcer logs each generation as it takes over).
+  if (decision.getConfigGeneration() != 0) line["config_generation"] = decision.getConfigGeneration();
   if (auto us = latency_us(event.getExecBootNs(), decision.getDecidedBootNs())) line["exec_to_decision_us"] = *us;
   if (auto us = latency_us(event.getExecBootNs(), decision.getKilledBootNs())) line["exec_to_kill_us"] = *us;
   // The enforcer saw the killed process gone (its exit wait): the kill took effect.

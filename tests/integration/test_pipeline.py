@@ -78,9 +78,11 @@ class Pipeline:
                                   "--stats-interval", "1", *collector_args])
         config_args = [a for c in configs for a in ("--config", c)]
         self._start("enforcer", [f"{BIN}/cryptnono-enforcer", *config_args, "--connect", self.collector_ep,
-                                 "--bind", self.enforcer_ep, "--stats-interval", "1", *enforcer_args])
+                                 "--bind", self.enforcer_ep, "--stats-interval", "1", *enforcer_args,
+                                 *os.environ.get("CRYPTNONO_IT_ENFORCER_ARGS", "").split()])
         self._start("exporter", [f"{BIN}/cryptnono-exporter", "--connect", self.enforcer_ep,
-                                 "--connect", self.collector_ep, "--metrics-address", f"127.0.0.1:{self.port}"])
+                                 "--connect", self.collector_ep, "--metrics-address", f"127.0.0.1:{self.port}",
+                                 *os.environ.get("CRYPTNONO_IT_EXPORTER_ARGS", "").split()])
         self.wait_ready()
 
     def _start(self, name, argv):
@@ -144,6 +146,30 @@ class Pipeline:
         _, text = self.scrape()
         return sum(v for n, l, v in parse_metrics(text)
                    if n == name and all(l.get(k) == str(val) for k, val in labels.items()))
+
+    def diagnose(self):
+        """For a failure's output: the stages' counters as scraped, and where each of their
+        threads is (state and kernel wait channel)."""
+        out = []
+        try:
+            _, text = self.scrape()
+            out += [line for line in text.splitlines() if line.startswith(("cryptnono_enforcer_", "cryptnono_collector_"))]
+        except Exception as e:  # noqa: BLE001 - a diagnosis must not hide the failure
+            out.append(f"(scrape failed: {e})")
+        for name, p in self.procs.items():
+            for tid in sorted(os.listdir(f"/proc/{p.pid}/task")) if p.poll() is None else []:
+                try:
+                    with open(f"/proc/{p.pid}/task/{tid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{p.pid}/task/{tid}/wchan") as f:
+                        wchan = f.read()
+                    with open(f"/proc/{p.pid}/task/{tid}/comm") as f:
+                        comm = f.read().strip()
+                    out.append(f"{name} thread {tid} ({comm}): state {fields[0]}, wchan {wchan}, "
+                               f"utime {fields[11]} stime {fields[12]}")
+                except OSError:
+                    pass
+        return "\n".join(out)
 
     def json_lines(self):
         """Every stdout line of the exporter, each required to be one valid JSON object."""
@@ -218,6 +244,8 @@ class PipelineTest(unittest.TestCase):
                 pass
             c.wait()
         if self.pipeline:
+            if self._outcome_failed():
+                sys.stderr.write(f"--- the stages before stopping ---\n{self.pipeline.diagnose()}\n")
             codes = self.pipeline.stop()
             if not self._outcome_failed():
                 # Every stage must exit cleanly on SIGTERM.
@@ -225,13 +253,29 @@ class PipelineTest(unittest.TestCase):
                                  "\n".join(self.pipeline.log(n) for n in codes))
             else:
                 for n in codes:
-                    sys.stderr.write(f"--- {n} stderr ---\n{self.pipeline.log(n)[-4000:]}\n")
+                    # Without --log-level trace's line per event.
+                    text = "\n".join(line for line in self.pipeline.log(n).splitlines() if " trace [" not in line)
+                    sys.stderr.write(f"--- {n} stderr ---\n{text[-4000:]}\n")
+                # The exporter's decisions (JSON lines): what the enforcer made of each exec.
+                sys.stderr.write(f"--- exporter stdout (last decisions) ---\n{self.pipeline.log('exporter', 'out')[-6000:]}\n")
+                mine = [line for line in self.pipeline.log("exporter", "out").splitlines()
+                        if f'"ppid":{os.getpid()},' in line]
+                sys.stderr.write("--- decisions about this test's children ---\n" + "\n".join(mine[-60:]) + "\n")
+                traced = [line for line in self.pipeline.log("enforcer").splitlines() if "judged" in line and "itest" in line]
+                if traced:
+                    sys.stderr.write("--- the enforcer's trace of this test's commands ---\n" + "\n".join(traced[-40:]) + "\n")
             self.pipeline.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _outcome_failed(self):
+        # In tearDown, unittest (3.11+) reports outcome.success for tearDown's own part,
+        # True so far: whether the test failed is in the result's lists.
         outcome = getattr(self, "_outcome", None)
-        return outcome is not None and not outcome.success
+        if outcome is None:
+            return False
+        result = outcome.result
+        bad = getattr(result, "failures", []) + getattr(result, "errors", [])
+        return not outcome.success or any(test is self for test, _ in bad)
 
     def start(self, banned, allowed=(), **kw):
         cfg = os.path.join(self.tmp, "config.json")

@@ -320,8 +320,14 @@ class RuntimeTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _outcome_failed(self):
+        # In tearDown, unittest (3.11+) reports outcome.success for tearDown's own part,
+        # True so far: whether the test failed is in the result's lists.
         outcome = getattr(self, "_outcome", None)
-        return outcome is not None and not outcome.success
+        if outcome is None:
+            return False
+        result = outcome.result
+        bad = getattr(result, "failures", []) + getattr(result, "errors", [])
+        return not outcome.success or any(test is self for test, _ in bad)
 
     def start_pipeline(self, banned, *exporter_args, docker_socket=""):
         cfg = os.path.join(self.dir, "config.json")

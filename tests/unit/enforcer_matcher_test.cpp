@@ -180,6 +180,28 @@ TEST(Matcher, AgreesWithANaiveScanOnOverlappingStrings) {
   }
 }
 
+// Found in the integration tier (a config reload that never killed its new string, about
+// one run in 60): with these two strings, Vectorscan 5.4.9 (Debian 12) does not report the
+// second one's anchor when it ends in the last bytes of the scanned buffer, at most buffer
+// addresses. The matcher scans with padding after the text; every buffer address is tried
+// here (the text starts at each of 64 offsets of a larger string).
+TEST(Matcher, FindsAStringThatEndsInTheLastBytesOfTheText) {
+  const std::string first = "itest2948fcfd0adbbbb857415c0f8f0e63e2", second = "itest869e2d81c7c8bb48c3b24843af5a02be";
+  auto m = build({first, second});
+  ASSERT_TRUE(m);
+  const std::string cmdline = "/usr/bin/sh -c 'sleep 0.5 && echo " + second + "'";
+  std::string buffer(64 + cmdline.size(), ' ');
+  for (size_t offset = 0; offset < 64; ++offset) {
+    buffer.replace(offset, cmdline.size(), cmdline);
+    auto r = m->match(std::string_view(buffer).substr(offset, cmdline.size()));
+    ASSERT_TRUE(r.found()) << "offset " << offset;
+    EXPECT_EQ(m->banned(static_cast<size_t>(r.banned)), second);
+    EXPECT_EQ(r.offset, cmdline.size() - 1 - second.size());
+  }
+  EXPECT_TRUE(m->match(second).found());
+  EXPECT_TRUE(m->match(first + " " + second).found());
+}
+
 // A reload that changes a few strings builds on the serving matcher's database: only the
 // new strings are compiled, the dropped ones are disabled. Against a whole build of the
 // same config and a naive scan, on strings that overlap and share windows: the same

@@ -40,6 +40,7 @@ struct DecisionSpec {
   uint64_t decided_ns = 5'000'020'500;
   uint64_t killed_ns = 5'000'045'000;
   uint64_t exited_ns = 5'000'105'250;
+  uint64_t config_generation = 3;
 };
 
 // A whole envelope built the way the enforcer builds one.
@@ -53,6 +54,7 @@ void build_decision(capnp::MallocMessageBuilder& mb, const DecisionSpec& spec) {
   env.setSentBootNs(spec.decided_ns + 1000);
   auto d = env.getBody().initDecision();
   d.setDetector("execwhacker");
+  d.setConfigGeneration(spec.config_generation);
   d.setAction(spec.action);
   d.setSource(spec.source);
   d.setMatched(capnp::Text::Reader(spec.matched.data(), spec.matched.size()));  // NULs kept
@@ -121,6 +123,7 @@ TEST(DecisionLine, HasCryptnonoFieldsInCryptnonoOrderAsInTheSeedExample) {
   EXPECT_EQ(parsed["allowedby"], "");
   EXPECT_EQ(parsed["reason"], "");
   EXPECT_EQ(parsed["cmdline_from_proc"], false);
+  EXPECT_EQ(parsed["config_generation"], 3);
   EXPECT_DOUBLE_EQ(parsed["exec_to_decision_us"].get<double>(), 20.5);
   EXPECT_DOUBLE_EQ(parsed["exec_to_kill_us"].get<double>(), 45.0);
   EXPECT_DOUBLE_EQ(parsed["exec_to_exit_us"].get<double>(), 105.25);

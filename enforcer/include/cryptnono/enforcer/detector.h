@@ -39,6 +39,8 @@ class Detector {
 
   // Counters of its own, appended to the stats message after the loop's.
   virtual void add_counters(std::vector<std::pair<std::string, uint64_t>>& /*out*/) const {}
+  // What the last decide() looked at, for the trace log (--log-level trace): one line.
+  virtual std::string last_judged() const { return {}; }
 };
 
 // The outcome of the kill path shared by the detectors: open the process by pidfd,

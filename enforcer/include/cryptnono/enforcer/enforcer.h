@@ -124,6 +124,7 @@ class Enforcer {
   void drop_ring();
   void handle_ring_record(const void* data, size_t size);
   void publish_stats();
+  void trace_decision();  // --log-level trace: what each event was judged on
   void take_pending_update();
   // One epoll_wait over everything the loop waits for (the kernel ring, the direct socket,
   // ZeroMQ's ZMQ_FD, the control fds): handles the ring and the control fds, and returns

@@ -26,6 +26,7 @@ class ExecwhackerDetector : public Detector {
   bool read(schema::Envelope::Body::Reader body) override;
   schema::Action decide(uint64_t now_boot_ns) override;
   void fill(schema::Decision::Builder decision) override;
+  std::string last_judged() const override;
 
   // Event thread only. The old matcher is freed here.
   void set_matcher(std::unique_ptr<Matcher> matcher) { matcher_ = std::move(matcher); }

@@ -121,6 +121,9 @@ class Matcher {
   std::vector<std::unique_ptr<RE2>> allowed_;
   std::unique_ptr<RE2::Set> allowed_set_;  // all patterns in one DFA: "does any match?"
   std::unique_ptr<hs_scratch, ScratchDeleter> scratch_;  // fits both databases
+  // The text being scanned, followed by kScanPadding zero bytes (see find_banned).
+  static constexpr size_t kScanPadding = 64;
+  std::string padded_;
 };
 
 }  // namespace cryptnono::enforcer
