@@ -252,6 +252,17 @@ def cost(out):
                        else f"200 execs/s, {who} stopped (no wake-up)")
                 print(f"| {r['name']} | {how} | {r['runs']:,} | {r['ns_per_run']:.0f} |")
         print()
+    parts = [r for r in rows if r["what"] == "probe-parts"]
+    if parts:
+        full = next((r["ns_per_run"] for r in parts if r["build"] == "full"), None)
+        print("The exec probe with parts left out, all attached at once to the same execs (probe_parts: no "
+              "reader, so no wake-up; median over rounds that rotate the attach order, min–max):\n")
+        print("| build | ns per exec | min–max | part's cost (full − build) |")
+        print("|---|---:|---:|---:|")
+        for r in parts:
+            diff = f"{full - r['ns_per_run']:+.0f}" if full is not None and r["build"] != "full" else "–"
+            print(f"| {r['build']} | {r['ns_per_run']:.0f} | {r['min']:.0f}–{r['max']:.0f} | {diff} |")
+        print()
 
 
 def report(out):

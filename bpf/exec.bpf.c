@@ -20,6 +20,21 @@
 #include "exec_event.h"
 #include "task.bpf.h"
 
+/* Parts of the probe that bench/latency/probe_parts.cpp times one against another by
+ * compiling this file with some of them left out (-DEXEC_PARTS=...). The collector's
+ * build leaves EXEC_PARTS undefined: every part, always. */
+#define EXEC_PART_IDS 0x1u      /* start time, ppid, namespaces, pidfs inode, exe file */
+#define EXEC_PART_CGROUP 0x2u   /* the cgroup path walk */
+#define EXEC_PART_FILENAME 0x4u /* bprm->filename */
+#define EXEC_PART_ARGV 0x8u     /* the argument area */
+#define EXEC_PART_KRING 0x10u   /* the copy to the kernel ring (when held) */
+#define EXEC_PART_EVENTS 0x20u  /* the copy to the collector's ring */
+#define EXEC_PART_TWO_RINGS 0x40u /* bench only: a held exec to both rings, as before 2026-11-29 */
+#ifndef EXEC_PARTS
+#define EXEC_PARTS 0x3fu
+#endif
+#define EXEC_HAS(part) ((EXEC_PARTS & (part)) != 0)
+
 /* The cgroup reader (task.bpf.h) writes up to TASK_CGROUP_SCRATCH bytes at the start of
  * data and returns < TASK_CGROUP_CAP; the filename offset below relies on both. */
 _Static_assert(EXEC_CGROUP_CAP == TASK_CGROUP_CAP, "one cgroup bound for every probe");
@@ -139,26 +154,26 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	cnt->events++;
 	ev = &buf->ev;
 
-	ev->start_boot_ns = btf ? task_start_boottime_btf(task) : task_start_boottime(task);
 	ev->exec_boot_ns = bpf_ktime_get_boot_ns();
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	ev->pid = EXEC_READ(btf, task->pid, task, pid);
 	ev->tgid = EXEC_READ(btf, task->tgid, task, tgid);
-	ev->ppid = EXEC_READ(btf, task->real_parent->tgid, task, real_parent, tgid);
 	uid_gid = bpf_get_current_uid_gid();
 	ev->uid = (__u32)uid_gid;
 	ev->gid = (__u32)(uid_gid >> 32);
-	ev->mnt_ns = EXEC_READ(btf, task->nsproxy->mnt_ns->ns.inum, task, nsproxy, mnt_ns, ns.inum);
-	ev->pid_ns = task_pid_ns_inum(task, btf);
 	ev->cpu = cpu;
 	ev->_pad0 = 0;
-	ev->pidfs_ino = task_pidfs_ino(task, btf);
 	/* The new mm, read once: its exe_file (set by this exec, begin_new_exec) here, its
 	 * argument area below. */
 	mm = EXEC_READ(btf, task->mm, task, mm);
-	{
+	if (EXEC_HAS(EXEC_PART_IDS)) {
 		struct inode *exe = mm ? EXEC_READ(btf, mm->exe_file->f_inode, mm, exe_file, f_inode) : NULL;
 
+		ev->start_boot_ns = btf ? task_start_boottime_btf(task) : task_start_boottime(task);
+		ev->ppid = EXEC_READ(btf, task->real_parent->tgid, task, real_parent, tgid);
+		ev->mnt_ns = EXEC_READ(btf, task->nsproxy->mnt_ns->ns.inum, task, nsproxy, mnt_ns, ns.inum);
+		ev->pid_ns = task_pid_ns_inum(task, btf);
+		ev->pidfs_ino = task_pidfs_ino(task, btf);
 		ev->exe_ino = exe ? EXEC_READ(btf, exe->i_ino, exe, i_ino) : 0;
 		ev->exe_dev = exe ? EXEC_READ(btf, exe->i_sb->s_dev, exe, i_sb, s_dev) : 0;
 		ev->_pad1 = 0;
@@ -166,10 +181,10 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	/* Fills all EXEC_COMM_LEN bytes (NUL-padded), or zeroes them on failure. */
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
-	cg_len = read_cgroup_name(task, buf->data, btf);
+	cg_len = EXEC_HAS(EXEC_PART_CGROUP) ? read_cgroup_name(task, buf->data, btf) : 0;
 
 	/* filename follows the cgroup name: cg_len < EXEC_CGROUP_CAP. */
-	n = bpf_probe_read_kernel_str(buf->data + cg_len, EXEC_FILENAME_CAP, filename);
+	n = EXEC_HAS(EXEC_PART_FILENAME) ? bpf_probe_read_kernel_str(buf->data + cg_len, EXEC_FILENAME_CAP, filename) : 0;
 	if (n > 0) {
 		/* n counts the NUL and is <= EXEC_FILENAME_CAP, so the mask keeps n - 1. */
 		fn_len = (n - 1) & (EXEC_FILENAME_CAP - 1);
@@ -191,7 +206,7 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 		want = limit;
 		flags |= EXEC_FLAG_ARGS_TRUNCATED;
 	}
-	if (want > 0) {
+	if (want > 0 && EXEC_HAS(EXEC_PART_ARGV)) {
 		/* 1 <= want <= EXEC_ARGS_CAP, so this leaves it unchanged and tells the
 		 * verifier the copy is at most EXEC_ARGS_CAP bytes, which fits after
 		 * cg_len (< EXEC_CGROUP_CAP) + fn_len (< EXEC_FILENAME_CAP). */
@@ -215,22 +230,24 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	/* <= sizeof(struct exec_scratch): see EXEC_DATA_CAP. Default flags: the kernel
 	 * wakes the consumer only when it has caught up, so bursts cost one wake-up. */
 	size = sizeof(*ev) + cg_len + fn_len + args_len;
-	/* The kernel ring first: its reader is the one waiting to kill. The flag tells the
-	 * collector (and the ring's reader) that this exec reached it; a full kernel ring
-	 * leaves it clear, and the collector forwards that exec the usual way instead. */
+	/* While an enforcer holds the kernel ring, the exec goes there alone: its reader is
+	 * the one waiting to kill, and the collector follows that ring read-only on a timer
+	 * (KernelRingFollower) for its own subscribers, so the probe pays one ring write per
+	 * exec, not two, and wakes one thread. The flag tells both. An exec the kernel ring
+	 * has no room for stays unflagged and goes to the collector's ring, which wakes the
+	 * collector to forward it the usual way. */
 	ev->flags = flags;
-	if (*(volatile __u32 *)&kernel_ring_on) {
+	if (EXEC_HAS(EXEC_PART_KRING) && *(volatile __u32 *)&kernel_ring_on) {
 		ev->flags = flags | EXEC_FLAG_IN_KERNEL_RING;
-		if (bpf_ringbuf_output(&kernel_ring, buf, size, 0)) {
-			ev->flags = flags;
-			cnt->kernel_ring_drops++;
+		if (bpf_ringbuf_output(&kernel_ring, buf, size, 0) == 0) {
+			if (EXEC_HAS(EXEC_PART_TWO_RINGS))
+				bpf_ringbuf_output(&events, buf, size, BPF_RB_NO_WAKEUP);
+			return 0;
 		}
+		ev->flags = flags;
+		cnt->kernel_ring_drops++;
 	}
-	/* An exec the kernel ring's reader has does not wake the collector: it reads its ring
-	 * on a timer meanwhile, so the reader that kills is the only thread this exec wakes
-	 * (two threads woken at once compete for the one idle CPU). One the kernel ring could
-	 * not take wakes it as usual: the collector forwards it to that reader. */
-	if (bpf_ringbuf_output(&events, buf, size, (ev->flags & EXEC_FLAG_IN_KERNEL_RING) ? BPF_RB_NO_WAKEUP : 0))
+	if (EXEC_HAS(EXEC_PART_EVENTS) && bpf_ringbuf_output(&events, buf, size, 0))
 		cnt->ringbuf_drops++;
 	return 0;
 }

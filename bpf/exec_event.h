@@ -43,7 +43,7 @@
 #define EXEC_FLAG_ARGS_READ_ERROR 0x2u   /* reading the argv area failed; args_len is 0 */
 #define EXEC_FLAG_FILENAME_CUT 0x4u      /* bprm->filename filled the whole read buffer */
 #define EXEC_FLAG_FROM_TRACEPOINT 0x8u   /* produced by the classic-tracepoint fallback */
-#define EXEC_FLAG_IN_KERNEL_RING 0x10u   /* also written to the kernel ring (kernel_ring_on) */
+#define EXEC_FLAG_IN_KERNEL_RING 0x10u   /* written to the kernel ring (kernel_ring_on) */
 
 struct exec_event {
 	__u64 start_boot_ns;  /* task->start_boottime: with pid, the identity of the process */
@@ -93,7 +93,7 @@ struct exec_counters {
 	__u64 ringbuf_drops;     /* bpf_ringbuf_output failed (ring full): event lost */
 	__u64 argv_read_errors;  /* reading argv from the new mm failed */
 	__u64 truncated;         /* argv cut at max_args */
-	__u64 kernel_ring_drops; /* the kernel ring (an enforcer's) was full: the collector's copy carries it */
+	__u64 kernel_ring_drops; /* the kernel ring (an enforcer's) was full: the collector's ring carries it */
 	__u64 _pad[3];
 };
 

@@ -190,11 +190,11 @@ int main(int argc, char** argv) {
   logger->info(
       "stopped: events_bpf={} events_scan={} scans={} kernel_ringbuf_drops={} events_fpu={} "
       "kernel_fpu_ringbuf_drops={} events_connect={} kernel_connect_ringbuf_drops={} send_drops={} "
-      "direct_sent={} direct_drops={} kernel_ring_drops={} kernel_ring_grants={}",
+      "direct_sent={} direct_drops={} kernel_ring_drops={} kernel_ring_grants={} kernel_ring_follow_laps={}",
       c.events_bpf, c.events_scan, c.scans, k.exec.ringbuf_drops, c.events_fpu, k.fpu.ringbuf_drops,
       c.events_connect, k.connect.ringbuf_drops, (*publisher)->dropped(),
       (*publisher)->direct() ? (*publisher)->direct()->sent() : 0,
       (*publisher)->direct() ? (*publisher)->direct()->dropped() : 0, k.exec.kernel_ring_drops,
-      (*publisher)->direct() ? (*publisher)->direct()->kernel_ring_grants() : 0);
+      (*publisher)->direct() ? (*publisher)->direct()->kernel_ring_grants() : 0, k.exec.kernel_ring_follow_laps);
   return 0;
 }

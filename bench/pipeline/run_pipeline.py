@@ -345,6 +345,18 @@ class Bench:
                                  {"what": "bpf-paced", "mode": mode, "name": r["name"], "runs": cnt,
                                   "ns_per_run": (r["run_time_ns"] - r0["run_time_ns"]) / cnt, "loadavg": loadavg()})
 
+    def probe_parts(self, seconds, rounds):
+        pp = Proc(self.fresh("probe-parts"), [os.path.join(self.bb, "probe_parts"), "--objects", self.bb,
+                                               "--seconds", str(seconds), "--rounds", str(rounds)], self.tmp)
+        if pp.p.wait() != 0:
+            raise RuntimeError(f"probe_parts failed: {pp.stderr_tail()}")
+        pp.stop()
+        for r in pp.jsonl():
+            if r.get("what") == "probe-parts":
+                r["loadavg"] = loadavg()
+                append_jsonl(os.path.join(self.out, "cost.jsonl"), r)
+                log(f"probe part {r['build']}: {r['ns_per_run']:.0f} ns per exec ({r['min']:.0f}-{r['max']:.0f})")
+
     # --- part 3 ----------------------------------------------------------------------
     def metrics(self):
         try:
@@ -475,6 +487,9 @@ class Bench:
             self.paced_bpf_cost(procs[:1], "floor_", seconds)
             for p in procs:
                 p.stop()
+            # Where the probe's own time goes: builds of it with parts left out, side by
+            # side on the same execs (bench/latency/probe_parts.cpp).
+            self.probe_parts(seconds=1 if a.smoke else max(2, seconds // 3), rounds=2 if a.smoke else 9)
         finally:
             with open(stats_path, "w") as f:
                 f.write(old_stats)

@@ -118,7 +118,7 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
   // Names are part of the contract (the exporter turns each into
   // cryptnono_collector_<name>_total). The exec probe's keep their original names.
   const DirectServer* direct = publisher_.direct();
-  const std::array<std::pair<const char*, uint64_t>, 17> values = {{
+  const std::array<std::pair<const char*, uint64_t>, 18> values = {{
       {"events_bpf", counters_.events_bpf},
       {"events_scan", counters_.events_scan},
       {"scans", counters_.scans},
@@ -140,6 +140,9 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
       // Execs the kernel ring (an enforcer's) had no room for: they went the usual way.
       {"kernel_ring_drops", kernel.exec.kernel_ring_drops},
       {"kernel_ring_grants", direct != nullptr ? direct->kernel_ring_grants() : 0},
+      // Times this side fell a whole kernel ring behind while following it (the execs it
+      // skipped reached the ring's holder, not this stream's other subscribers).
+      {"kernel_ring_follow_laps", kernel.exec.kernel_ring_follow_laps},
   }};
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto stats = publisher_.begin(message, topic::kStats).getBody().initStats();
@@ -177,8 +180,9 @@ Result<void> Collector::run(const Probes& probes, int signal_fd, const LoopOptio
     if (fd < 0) continue;
     if (auto ok = watch(epfd.get(), fd, source_id); !ok) return ok;
   }
-  // While an enforcer holds the kernel ring, the probe does not wake this loop for the
-  // execs that ring took (bpf/exec.bpf.c): the exec ring is read on this timer instead.
+  // While an enforcer holds the kernel ring, the probe writes the execs that ring took
+  // there alone and wakes nothing here (bpf/exec.bpf.c): this loop follows that ring on
+  // this timer instead.
   UniqueFd ring_poll(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (!ring_poll.valid()) return fail(std::string("timerfd_create: ") + std::strerror(errno));
   if (auto ok = watch(epfd.get(), ring_poll.get(), kRingPoll); !ok) return ok;

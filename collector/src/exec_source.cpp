@@ -138,6 +138,13 @@ Result<std::unique_ptr<ExecSource>> ExecSource::open(const ExecSourceOptions& op
 
   self->ring_ = ring_buffer__new(bpf_map__fd(skel->maps.events), &ExecSource::on_sample, self.get(), nullptr);
   if (self->ring_ == nullptr) return fail("opening the exec ring buffer failed: " + errno_text(errno));
+  // While an enforcer holds the kernel ring, the probe writes each exec there alone: this
+  // side follows that ring (read-only) for its own subscribers.
+  if (options.kernel_ring_bytes != 0) {
+    auto follower = KernelRingFollower::map(bpf_map__fd(skel->maps.kernel_ring), options.kernel_ring_bytes);
+    if (!follower) return fail(follower.error().message);
+    self->follower_ = std::move(*follower);
+  }
   self->skel_ = skel.release();
   return self;
 }
@@ -178,16 +185,21 @@ void ExecSource::set_kernel_ring_on(bool on) {
   __atomic_store_n(&skel_->bss->kernel_ring_on, on ? 1u : 0u, __ATOMIC_RELEASE);
 }
 
+size_t ExecSource::follow_kernel_ring() {
+  if (!follower_) return 0;
+  return follower_->follow([this](const void* data, size_t size) { (void)on_sample(this, const_cast<void*>(data), size); });
+}
+
 Result<size_t> ExecSource::consume() {
   int n = ring_buffer__consume(ring_);
   if (n < 0) return fail("consuming the exec ring buffer failed: " + errno_text(-n));
-  return static_cast<size_t>(n);
+  return static_cast<size_t>(n) + follow_kernel_ring();
 }
 
 Result<size_t> ExecSource::poll(int timeout_ms) {
   int n = ring_buffer__poll(ring_, timeout_ms);
   if (n < 0 && n != -EINTR) return fail("polling the exec ring buffer failed: " + errno_text(-n));
-  return static_cast<size_t>(n < 0 ? 0 : n);
+  return static_cast<size_t>(n < 0 ? 0 : n) + follow_kernel_ring();
 }
 
 KernelCounters ExecSource::counters() const {
@@ -199,6 +211,10 @@ KernelCounters ExecSource::counters() const {
     sum.argv_read_errors += slots[i].argv_read_errors;
     sum.truncated += slots[i].truncated;
     sum.kernel_ring_drops += slots[i].kernel_ring_drops;
+  }
+  if (follower_) {
+    sum.kernel_ring_follow_laps = follower_->laps();
+    sum.kernel_ring_follow_skipped_bytes = follower_->skipped_bytes();
   }
   return sum;
 }

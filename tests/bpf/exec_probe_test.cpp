@@ -360,8 +360,8 @@ TEST_F(ExecProbe, TheKernelRingGetsEachExecWhileOnAndFlagsWhatItGot) {
   EXPECT_FALSE(seen.flagged);
   EXPECT_TRUE(seen.in_ring.empty());
 
-  // On: the same record in both rings, flagged in both; only the kernel ring's reader is
-  // woken for it.
+  // On: the record goes to the kernel ring alone, flagged; the collector's copy is the
+  // one it reads by following that ring (KernelRingFollower), and nothing wakes it.
   (*source)->set_kernel_ring_on(true);
   seen = exec_once("ring-on-" + random_hex(8));
   ASSERT_TRUE(seen.found);
@@ -385,6 +385,81 @@ TEST_F(ExecProbe, TheKernelRingGetsEachExecWhileOnAndFlagsWhatItGot) {
   ASSERT_TRUE(seen.found);
   EXPECT_FALSE(seen.flagged);
   EXPECT_TRUE(seen.in_ring.empty());
+}
+
+// The collector follows the kernel ring without freeing anything: it reads records the
+// holder has already consumed, and when the holder has gone a whole ring ahead (records
+// freed and written over before the collector read them), it skips to the holder's
+// position, counts the lap, and reads what comes next correctly: never a torn record.
+TEST_F(ExecProbe, TheCollectorFollowsTheKernelRingAndSkipsWhatItWasLappedOn) {
+  ExecSourceOptions options;
+  options.kernel_ring_bytes = 16384;
+  auto source = ExecSource::open(options, logger_);
+  ASSERT_TRUE(source) << source.error().message;
+  auto ring = KernelRing::map(fcntl((*source)->kernel_ring_fd(), F_DUPFD_CLOEXEC, 0), (*source)->kernel_ring_bytes());
+  ASSERT_TRUE(ring) << ring.error().message;
+  PidCollector events(**source);
+  (*source)->set_kernel_ring_on(true);
+  size_t holder_records = 0;
+  auto holder_drains = [&] { holder_records += (*ring)->consume([](const void*, size_t) {}); };
+
+  // The holder reads (and frees) the exec first; the collector still gets it.
+  std::vector<std::string> args = {"sh", "-c", "read _ || true", "followed-" + random_hex(8)};
+  {
+    BlockedChild child("/bin/sh", args);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool held = false;
+    while (!held && std::chrono::steady_clock::now() < deadline) {
+      (*ring)->consume([&](const void* data, size_t size) {
+        auto rec = parse_exec_record(data, size);
+        held = held || (rec && static_cast<pid_t>(rec->header.pid) == child.pid());
+      });
+      if (!held) ::usleep(1000);
+    }
+    ASSERT_TRUE(held) << "the holder never saw the exec";
+    auto rec = events.wait_for(child.pid());
+    ASSERT_TRUE(rec) << "the collector did not get the exec the holder had freed";
+    EXPECT_NE(rec->header.flags & EXEC_FLAG_IN_KERNEL_RING, 0u);
+    EXPECT_EQ(rec->argv, argv_bytes(args));
+    EXPECT_EQ(child.wait(), 0);
+  }
+
+  // Now the collector stays away while the holder keeps up with 300 execs (at least
+  // 120 bytes each: more than twice the 16 KiB ring).
+  const uint64_t malformed_before = (*source)->malformed();
+  ASSERT_EQ((*source)->counters().kernel_ring_follow_laps, 0u);
+  for (int i = 0; i < 300; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      execl("/bin/true", "true", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+    holder_drains();
+  }
+  EXPECT_EQ((*source)->counters().kernel_ring_drops, 0u) << "the holder kept up: the ring never filled";
+  ASSERT_TRUE((*source)->consume());
+  EXPECT_GE((*source)->counters().kernel_ring_follow_laps, 1u);
+  EXPECT_GT((*source)->counters().kernel_ring_follow_skipped_bytes, 0u);
+  EXPECT_EQ((*source)->malformed(), malformed_before) << "a torn record reached the collector";
+
+  // After the lap, the next exec is read whole.
+  args.back() = "after-lap-" + random_hex(8);
+  BlockedChild child("/bin/sh", args);
+  auto rec = events.wait_for(child.pid());
+  ASSERT_TRUE(rec) << "the collector lost its way after the lap";
+  EXPECT_EQ(rec->argv, argv_bytes(args));
+  EXPECT_EQ(child.wait(), 0);
+  holder_drains();
+  EXPECT_GT(holder_records, 300u);
+  EXPECT_EQ((*source)->malformed(), malformed_before);
+}
+
+TEST(KernelRingFollowerMap, RefusesSizesThatAreNotAPowerOfTwoOfPages) {
+  EXPECT_FALSE(KernelRingFollower::map(-1, 4096));
+  EXPECT_FALSE(KernelRingFollower::map(0, 4096 + 8));
+  EXPECT_FALSE(KernelRingFollower::map(0, 512));
 }
 
 TEST(KernelRingMap, RefusesSizesThatAreNotAPowerOfTwoOfPages) {

@@ -101,6 +101,7 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
   kernel.fpu.map_errors = 6;
   kernel.connect.ringbuf_drops = 7;
   kernel.exec.kernel_ring_drops = 8;
+  kernel.exec.kernel_ring_follow_laps = 9;
   collector.publish_stats(kernel, 2500);
 
   std::map<std::string, uint64_t> counters;
@@ -135,6 +136,7 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
       {"direct_drops", 0},
       {"kernel_ring_drops", 8},
       {"kernel_ring_grants", 0},
+      {"kernel_ring_follow_laps", 9},
   };
   EXPECT_EQ(counters, expected);
   EXPECT_EQ(interval, 2500u);

@@ -24,7 +24,8 @@
 // ring's fd (SCM_RIGHTS) and reads the execs straight from the kernel (KernelRing,
 // kernel_ring.h): one wake-up from the exec to the enforcer, as for a bare ring-buffer
 // reader, instead of three hops. One client holds the ring at a time, until it leaves;
-// the probe writes to the ring only meanwhile. An exec that reached the ring is flagged
+// the probe writes to the ring only meanwhile, and then to it alone (the publisher
+// follows it read-only: KernelRingFollower). An exec that reached the ring is flagged
 // (ExecEvent.inKernelRing) and not sent to the holder over this socket; one the ring
 // could not take (full) goes the usual way, so nothing is lost while a copy can be sent.
 //

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "cryptnono/result.h"
 
@@ -80,6 +81,98 @@ class KernelRing {
   void* consumer_map_ = nullptr;  // one page, read-write
   void* producer_map_ = nullptr;  // one page + the data area twice, read-only
   uint64_t* consumer_pos_ = nullptr;
+  const uint64_t* producer_pos_ = nullptr;
+  const unsigned char* data_ = nullptr;
+};
+
+// Reads the records of a BPF ring buffer that another process consumes (a KernelRing),
+// without freeing anything: the collector's view of the kernel ring while an enforcer
+// holds it, so that the probe writes each exec once instead of to two rings. Maps the
+// consumer page and the data area read-only.
+//
+// The records it has not read yet are not protected from the producer: once the reader
+// frees them, the producer may write over them. A follower that fell a whole ring behind
+// (the collector stopped for a while at the machine's highest exec rate: the kernel ring
+// holds seconds of execs) skips to the reader's position, which is always a record
+// boundary with nothing overwritten after it, and counts what it skipped. Each record is
+// copied, then checked: if the producer has since reserved space that reaches it, the
+// copy is thrown away as skipped too.
+//
+// One follower per ring. Not thread-safe.
+class KernelRingFollower {
+ public:
+  // `fd` is not taken over (the map's owner keeps it). Starts at the producer's position
+  // now: records written before are not followed.
+  static Result<std::unique_ptr<KernelRingFollower>> map(int fd, uint64_t data_bytes);
+  ~KernelRingFollower();
+  KernelRingFollower(const KernelRingFollower&) = delete;
+  KernelRingFollower& operator=(const KernelRingFollower&) = delete;
+
+  // Hands each complete record written since the last call to `fn(const void* data,
+  // size_t size)` (a copy: valid during the call), in order; stops at the first record
+  // still being written. Returns how many records were handed over.
+  template <class Fn>
+  size_t follow(Fn&& fn) {
+    size_t n = 0;
+    for (;;) {
+      const uint64_t prod = load_acquire(producer_pos_);
+      if (pos_ >= prod) break;
+      if (prod - pos_ > data_bytes_) {  // lapped: what lies between is gone
+        skip_to_reader();
+        continue;
+      }
+      const auto* header = reinterpret_cast<const uint32_t*>(data_ + (pos_ & (data_bytes_ - 1)));
+      const uint32_t len = __atomic_load_n(header, __ATOMIC_ACQUIRE);
+      if ((len & kBusyBit) != 0) break;  // the producer has not committed it yet
+      const uint32_t size = len & ~(kBusyBit | kDiscardBit);
+      const uint64_t total = (static_cast<uint64_t>(size) + kHeaderBytes + 7) & ~uint64_t{7};
+      if (total > data_bytes_ || pos_ + total > prod) {  // cannot be a record: overwritten under us
+        skip_to_reader();
+        continue;
+      }
+      const bool discarded = (len & kDiscardBit) != 0;
+      if (!discarded) copy_.assign(reinterpret_cast<const unsigned char*>(header) + kHeaderBytes,
+                                   reinterpret_cast<const unsigned char*>(header) + kHeaderBytes + size);
+      // The copy is intact if no reservation has reached this record's bytes again: every
+      // reservation moves the producer's position before anything is written.
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      if (load_acquire(producer_pos_) > pos_ + data_bytes_) {
+        skip_to_reader();
+        continue;
+      }
+      pos_ += total;
+      if (!discarded) {
+        fn(static_cast<const void*>(copy_.data()), copy_.size());
+        ++n;
+      }
+    }
+    return n;
+  }
+
+  // Times the follower fell behind and skipped records it never read, and the bytes
+  // (records and headers) skipped.
+  uint64_t laps() const { return laps_; }
+  uint64_t skipped_bytes() const { return skipped_bytes_; }
+
+ private:
+  KernelRingFollower() = default;
+  static uint64_t load_acquire(const volatile uint64_t* p) {
+    return __atomic_load_n(const_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
+  }
+  void skip_to_reader();
+  static constexpr uint32_t kBusyBit = 1u << 31;
+  static constexpr uint32_t kDiscardBit = 1u << 30;
+  static constexpr uint64_t kHeaderBytes = 8;
+
+  uint64_t data_bytes_ = 0;
+  size_t page_ = 0;
+  uint64_t pos_ = 0;
+  uint64_t laps_ = 0;
+  uint64_t skipped_bytes_ = 0;
+  std::vector<unsigned char> copy_;
+  void* consumer_map_ = nullptr;  // one page, read-only
+  void* producer_map_ = nullptr;  // one page + the data area twice, read-only
+  const uint64_t* consumer_pos_ = nullptr;
   const uint64_t* producer_pos_ = nullptr;
   const unsigned char* data_ = nullptr;
 };

@@ -28,7 +28,8 @@ struct ExecRecord {
 
   std::string_view comm() const;  // header.comm up to its NUL
   bool truncated() const { return (header.flags & EXEC_FLAG_ARGS_TRUNCATED) != 0; }
-  // The probe also wrote it to the kernel ring an enforcer holds (bpf/exec.bpf.c).
+  // The probe wrote it to the kernel ring an enforcer holds (bpf/exec.bpf.c), and this
+  // copy was read from there.
   bool in_kernel_ring() const { return (header.flags & EXEC_FLAG_IN_KERNEL_RING) != 0; }
 };
 

@@ -15,6 +15,7 @@
 #include <spdlog/logger.h>
 
 #include "cryptnono/collector/events.h"
+#include "cryptnono/kernel_ring.h"
 #include "cryptnono/result.h"
 
 struct exec_bpf;
@@ -44,6 +45,10 @@ struct KernelCounters {
   uint64_t argv_read_errors = 0;
   uint64_t truncated = 0;
   uint64_t kernel_ring_drops = 0;
+  // Times the collector fell a whole kernel ring behind while following it, and the bytes
+  // it skipped then (execs the enforcer had but the collector's subscribers did not get).
+  uint64_t kernel_ring_follow_laps = 0;
+  uint64_t kernel_ring_follow_skipped_bytes = 0;
 };
 
 class ExecSource {
@@ -65,7 +70,9 @@ class ExecSource {
 
   // Readable when records are waiting: add it to an epoll set, then call consume().
   int epoll_fd() const;
-  // Hands every record waiting now to the callback, without blocking. Returns how many.
+  // Hands every record waiting now to the callback, without blocking: the exec ring's,
+  // then the kernel ring's written since the last call (the ones the probe wrote there
+  // alone, see bpf/exec.bpf.c; they wake nothing here). Returns how many.
   Result<size_t> consume();
   // Waits up to timeout_ms for records, then consumes them (tests and tools).
   Result<size_t> poll(int timeout_ms);
@@ -86,9 +93,11 @@ class ExecSource {
  private:
   ExecSource() = default;
   static int on_sample(void* ctx, void* data, size_t size);
+  size_t follow_kernel_ring();
 
   exec_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
+  std::unique_ptr<KernelRingFollower> follower_;  // while held, the kernel ring has the execs
   const void* counters_map_ = nullptr;  // mmap of the counters array
   size_t counters_map_bytes_ = 0;
   size_t counter_slots_ = 0;
