@@ -104,8 +104,9 @@ tl::expected<hs_database*, CompileError> compile_lit(const std::vector<const cha
                                                       const std::vector<size_t>& lens, unsigned mode) {
   hs_database_t* db = nullptr;
   hs_compile_error_t* err = nullptr;
-  // This machine's platform without AVX512VBMI: Vectorscan 5.4.9's (Debian 12) databases
-  // built for it miss literals (in our differential test, every one; BENCHMARKS.md).
+  // This machine's platform without AVX512VBMI: Debian 12's Vectorscan (5.4.9) cannot
+  // allocate scratch space for a database built for it (HS_DB_PLATFORM_ERROR), on a CPU
+  // that has it (bench/matcher/vectorscan_check.c).
   hs_platform_info_t platform{};
   const hs_platform_info_t* target = nullptr;
   if (hs_populate_platform(&platform) == HS_SUCCESS) {
