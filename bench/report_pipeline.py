@@ -193,10 +193,10 @@ def throughput(out):
         print("| stage | counter | value |")
         print("|---|---|---:|")
         for k in ("events_bpf", "kernel_ringbuf_drops", "kernel_argv_read_errors", "truncated", "send_drops",
-                  "direct_sent", "direct_drops"):
+                  "direct_sent", "direct_drops", "kernel_ring_drops", "kernel_ring_follow_laps"):
             print(f"| collector | {k} | {c.get(k, '–')} |")
         for k in ("events_received", "events_lost", "decisions", "malformed", "send_drops", "errors", "direct_events",
-                  "duplicates"):
+                  "duplicates", "ring_events"):
             print(f"| enforcer | {k} | {e.get(k, '–')} |")
         print(f"| exporter | messages_lost_total (sum) | {r['exporter_messages_lost']:.0f} |")
         lost = r["tap"].get("lost", {})

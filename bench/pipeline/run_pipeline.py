@@ -394,7 +394,8 @@ class Bench:
         c, e = row["collector"], row["enforcer"]
         log(f"throughput: {row['rate']:.0f} execs/s for {row['seconds']:.0f} s; collector events_bpf "
             f"{c.get('events_bpf')} ringbuf_drops {c.get('kernel_ringbuf_drops')} kernel_ring_drops "
-            f"{c.get('kernel_ring_drops')} send_drops {c.get('send_drops')}; enforcer received "
+            f"{c.get('kernel_ring_drops')} follow_laps {c.get('kernel_ring_follow_laps')} send_drops "
+            f"{c.get('send_drops')}; enforcer received "
             f"{e.get('events_received')} (kernel ring {e.get('ring_events')}) lost {e.get('events_lost')}; "
             f"exporter lost {exp_lost}")
 
