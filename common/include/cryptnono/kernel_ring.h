@@ -21,6 +21,56 @@
 
 namespace cryptnono {
 
+// The two mappings of a BPF ring buffer's fd (the layout above), shared by its one reader
+// (KernelRing) and a follower (KernelRingFollower). Unmapped when destroyed; the fd is
+// never closed here. Move-only.
+class RingMapping {
+ public:
+  static constexpr uint32_t kBusyBit = 1u << 31;
+  static constexpr uint32_t kDiscardBit = 1u << 30;
+  static constexpr uint64_t kHeaderBytes = 8;
+
+  // `data_bytes` is the map's max_entries: a power of two, a multiple of the page size.
+  // `consumer_writable`: the consumer page read-write (the ring's one reader) or read-only.
+  // `what` starts the error messages.
+  static Result<RingMapping> map(int fd, uint64_t data_bytes, bool consumer_writable, const char* what);
+  RingMapping() = default;
+  RingMapping(RingMapping&& other) noexcept { *this = std::move(other); }
+  RingMapping& operator=(RingMapping&& other) noexcept;
+  RingMapping(const RingMapping&) = delete;
+  RingMapping& operator=(const RingMapping&) = delete;
+  ~RingMapping() { unmap(); }
+
+  uint64_t data_bytes() const { return data_bytes_; }
+  uint64_t consumer_pos() const { return load_acquire(consumer_pos_); }
+  uint64_t producer_pos() const { return load_acquire(producer_pos_); }
+  // Only with consumer_writable.
+  void free_to(uint64_t pos) { __atomic_store_n(consumer_pos_, pos, __ATOMIC_RELEASE); }
+  // The header of the record at `pos`: its length word (busy and discard bits included),
+  // then the record's bytes, which never wrap (the data area is mapped twice).
+  const uint32_t* header_at(uint64_t pos) const {
+    return reinterpret_cast<const uint32_t*>(data_ + (pos & (data_bytes_ - 1)));
+  }
+  static uint32_t length_word(const uint32_t* header) { return __atomic_load_n(header, __ATOMIC_ACQUIRE); }
+  static const void* record_data(const uint32_t* header) {
+    return reinterpret_cast<const unsigned char*>(header) + kHeaderBytes;
+  }
+  // Bytes a record of `size` takes in the ring, its header included.
+  static uint64_t span(uint32_t size) { return (static_cast<uint64_t>(size) + kHeaderBytes + 7) & ~uint64_t{7}; }
+
+ private:
+  static uint64_t load_acquire(const uint64_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+  void unmap();
+
+  uint64_t data_bytes_ = 0;
+  size_t page_ = 0;
+  void* consumer_map_ = nullptr;  // one page
+  void* producer_map_ = nullptr;  // one page + the data area twice, read-only
+  uint64_t* consumer_pos_ = nullptr;
+  const uint64_t* producer_pos_ = nullptr;
+  const unsigned char* data_ = nullptr;
+};
+
 class KernelRing {
  public:
   // Maps the ring behind `fd` (taken over: closed with this object). `data_bytes` is the
@@ -32,7 +82,7 @@ class KernelRing {
 
   // Readable (epoll) when records are waiting.
   int fd() const { return fd_; }
-  uint64_t data_bytes() const { return data_bytes_; }
+  uint64_t data_bytes() const { return ring_.data_bytes(); }
 
   // Hands each complete record waiting now to `fn(const void* data, size_t size)`, in
   // order, and frees its space right after; stops at the first record still being
@@ -40,49 +90,36 @@ class KernelRing {
   template <class Fn>
   size_t consume(Fn&& fn) {
     size_t n = 0;
-    uint64_t cons = load_acquire(consumer_pos_);
+    uint64_t cons = ring_.consumer_pos();
     for (;;) {
-      const uint64_t prod = load_acquire(producer_pos_);
+      const uint64_t prod = ring_.producer_pos();
       if (cons >= prod) break;
       while (cons < prod) {
-        const auto* header = reinterpret_cast<const uint32_t*>(data_ + (cons & (data_bytes_ - 1)));
-        const uint32_t len = __atomic_load_n(header, __ATOMIC_ACQUIRE);
-        if ((len & kBusyBit) != 0) return n;  // the producer has not committed it yet
-        const uint32_t size = len & ~(kBusyBit | kDiscardBit);
-        cons += (static_cast<uint64_t>(size) + kHeaderBytes + 7) & ~uint64_t{7};
-        if ((len & kDiscardBit) == 0) {
-          fn(static_cast<const void*>(reinterpret_cast<const unsigned char*>(header) + kHeaderBytes),
-             static_cast<size_t>(size));
+        const uint32_t* header = ring_.header_at(cons);
+        const uint32_t len = RingMapping::length_word(header);
+        if ((len & RingMapping::kBusyBit) != 0) return n;  // the producer has not committed it yet
+        const uint32_t size = len & ~(RingMapping::kBusyBit | RingMapping::kDiscardBit);
+        cons += RingMapping::span(size);
+        if ((len & RingMapping::kDiscardBit) == 0) {
+          fn(RingMapping::record_data(header), static_cast<size_t>(size));
           ++n;
         }
         // Freed at once, as libbpf does: the producer wakes a reader only when the reader
         // has caught up, so the position must follow every record.
-        __atomic_store_n(consumer_pos_, cons, __ATOMIC_RELEASE);
+        ring_.free_to(cons);
       }
     }
     return n;
   }
 
   // Records waiting (the producer ahead of the consumer).
-  bool pending() const { return load_acquire(producer_pos_) > load_acquire(consumer_pos_); }
+  bool pending() const { return ring_.producer_pos() > ring_.consumer_pos(); }
 
  private:
   KernelRing() = default;
-  static uint64_t load_acquire(const volatile uint64_t* p) {
-    return __atomic_load_n(const_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
-  }
-  static constexpr uint32_t kBusyBit = 1u << 31;
-  static constexpr uint32_t kDiscardBit = 1u << 30;
-  static constexpr uint64_t kHeaderBytes = 8;
 
   int fd_ = -1;
-  uint64_t data_bytes_ = 0;
-  size_t page_ = 0;
-  void* consumer_map_ = nullptr;  // one page, read-write
-  void* producer_map_ = nullptr;  // one page + the data area twice, read-only
-  uint64_t* consumer_pos_ = nullptr;
-  const uint64_t* producer_pos_ = nullptr;
-  const unsigned char* data_ = nullptr;
+  RingMapping ring_;
 };
 
 // Reads the records of a BPF ring buffer that another process consumes (a KernelRing),
@@ -104,7 +141,6 @@ class KernelRingFollower {
   // `fd` is not taken over (the map's owner keeps it). Starts at the producer's position
   // now: records written before are not followed.
   static Result<std::unique_ptr<KernelRingFollower>> map(int fd, uint64_t data_bytes);
-  ~KernelRingFollower();
   KernelRingFollower(const KernelRingFollower&) = delete;
   KernelRingFollower& operator=(const KernelRingFollower&) = delete;
 
@@ -114,29 +150,32 @@ class KernelRingFollower {
   template <class Fn>
   size_t follow(Fn&& fn) {
     size_t n = 0;
+    const uint64_t ring_bytes = ring_.data_bytes();
     for (;;) {
-      const uint64_t prod = load_acquire(producer_pos_);
+      const uint64_t prod = ring_.producer_pos();
       if (pos_ >= prod) break;
-      if (prod - pos_ > data_bytes_) {  // lapped: what lies between is gone
+      if (prod - pos_ > ring_bytes) {  // lapped: what lies between is gone
         skip_to_reader();
         continue;
       }
-      const auto* header = reinterpret_cast<const uint32_t*>(data_ + (pos_ & (data_bytes_ - 1)));
-      const uint32_t len = __atomic_load_n(header, __ATOMIC_ACQUIRE);
-      if ((len & kBusyBit) != 0) break;  // the producer has not committed it yet
-      const uint32_t size = len & ~(kBusyBit | kDiscardBit);
-      const uint64_t total = (static_cast<uint64_t>(size) + kHeaderBytes + 7) & ~uint64_t{7};
-      if (total > data_bytes_ || pos_ + total > prod) {  // cannot be a record: overwritten under us
+      const uint32_t* header = ring_.header_at(pos_);
+      const uint32_t len = RingMapping::length_word(header);
+      if ((len & RingMapping::kBusyBit) != 0) break;  // the producer has not committed it yet
+      const uint32_t size = len & ~(RingMapping::kBusyBit | RingMapping::kDiscardBit);
+      const uint64_t total = RingMapping::span(size);
+      if (total > ring_bytes || pos_ + total > prod) {  // cannot be a record: overwritten under us
         skip_to_reader();
         continue;
       }
-      const bool discarded = (len & kDiscardBit) != 0;
-      if (!discarded) copy_.assign(reinterpret_cast<const unsigned char*>(header) + kHeaderBytes,
-                                   reinterpret_cast<const unsigned char*>(header) + kHeaderBytes + size);
+      const bool discarded = (len & RingMapping::kDiscardBit) != 0;
+      if (!discarded) {
+        const auto* data = static_cast<const unsigned char*>(RingMapping::record_data(header));
+        copy_.assign(data, data + size);
+      }
       // The copy is intact if no reservation has reached this record's bytes again: every
       // reservation moves the producer's position before anything is written.
       __atomic_thread_fence(__ATOMIC_ACQUIRE);
-      if (load_acquire(producer_pos_) > pos_ + data_bytes_) {
+      if (ring_.producer_pos() > pos_ + ring_bytes) {
         skip_to_reader();
         continue;
       }
@@ -156,25 +195,13 @@ class KernelRingFollower {
 
  private:
   KernelRingFollower() = default;
-  static uint64_t load_acquire(const volatile uint64_t* p) {
-    return __atomic_load_n(const_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
-  }
   void skip_to_reader();
-  static constexpr uint32_t kBusyBit = 1u << 31;
-  static constexpr uint32_t kDiscardBit = 1u << 30;
-  static constexpr uint64_t kHeaderBytes = 8;
 
-  uint64_t data_bytes_ = 0;
-  size_t page_ = 0;
+  RingMapping ring_;  // the consumer page read-only
   uint64_t pos_ = 0;
   uint64_t laps_ = 0;
   uint64_t skipped_bytes_ = 0;
   std::vector<unsigned char> copy_;
-  void* consumer_map_ = nullptr;  // one page, read-only
-  void* producer_map_ = nullptr;  // one page + the data area twice, read-only
-  const uint64_t* consumer_pos_ = nullptr;
-  const uint64_t* producer_pos_ = nullptr;
-  const unsigned char* data_ = nullptr;
 };
 
 }  // namespace cryptnono
