@@ -19,6 +19,7 @@
 #include "core_fixes.bpf.h"
 #include "exec_event.h"
 #include "task.bpf.h"
+#include "wake_filter.h"
 
 /* Parts of the probe that bench/latency/probe_parts.cpp times one against another by
  * compiling this file with some of them left out (-DEXEC_PARTS=...). The collector's
@@ -30,8 +31,9 @@
 #define EXEC_PART_KRING 0x10u   /* the copy to the kernel ring (when held) */
 #define EXEC_PART_EVENTS 0x20u  /* the copy to the collector's ring */
 #define EXEC_PART_TWO_RINGS 0x40u /* bench only: a held exec to both rings, as before 2026-11-29 */
+#define EXEC_PART_WAKE 0x80u    /* the wake filter (wake_filter.h); without it every exec wakes */
 #ifndef EXEC_PARTS
-#define EXEC_PARTS 0x3fu
+#define EXEC_PARTS 0xbfu
 #endif
 #define EXEC_HAS(part) ((EXEC_PARTS & (part)) != 0)
 
@@ -66,6 +68,17 @@ struct {
 
 /* 1 while an enforcer holds the kernel ring. Written by user space only. */
 __u32 kernel_ring_on = 0;
+
+/* The kernel ring holder's wake filter (wake_filter.h): which execs wake it at once.
+ * Mmapable so the holder writes it after dropping every capability (its fd rides with the
+ * ring's); the collector turns it off before each grant. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wake_filter);
+} wake_filter SEC(".maps");
 
 /* One scratch slot per possible CPU (max_entries set at load). A plain array indexed by
  * the CPU rather than a PERCPU_ARRAY: per-CPU map values are limited to 32 KiB
@@ -128,6 +141,94 @@ static __always_inline __u64 task_pidfs_ino(struct task_struct *task, const bool
 	if (!pid)
 		return 0;
 	return btf ? pid->ino : BPF_CORE_READ(pid, ino);
+}
+
+/* One wake filter lookup (bpf_loop callback): the word at the i-th stride offset of the
+ * scanned bytes. Sets `hit` and stops at a byte >= 0x80 or a gram the filter has. */
+struct wake_scan {
+	const unsigned char *text; /* filename then argv, in the scratch slot */
+	const struct wake_filter *filter;
+	__u32 len;
+	__u32 gram;
+	__u32 stride;
+	__u32 hit;
+};
+
+static long wake_scan_step(__u64 i, void *ctx)
+{
+	struct wake_scan *s = ctx;
+	/* i < WAKE_SCAN_CHECKS and stride <= WAKE_STRIDE_MAX: off < 4096, which the mask
+	 * tells the verifier; the 8-byte read then stays in the slot (see handle_exec). */
+	__u32 off = ((__u32)i * s->stride) & (WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX - 1);
+	__u64 w, g;
+	__u32 b1, b2;
+
+	if (off >= s->len)
+		return 1;
+	w = *(const __u64 *)(s->text + off);
+	/* Bytes past the end are the previous exec's: not looked at. */
+	if (s->len - off < 8)
+		w = wake_low_bytes(w, s->len - off);
+	if (w & 0x8080808080808080ULL) {
+		s->hit = 1;
+		return 1;
+	}
+	if (s->len - off < s->gram)
+		return 0;
+	g = wake_low_bytes(wake_lower_word(w), s->gram);
+	b1 = wake_bit1(g) & ((1u << WAKE_FILTER_BITS_LOG2) - 1);
+	b2 = wake_bit2(g) & ((1u << WAKE_FILTER_BITS_LOG2) - 1);
+	if (((s->filter->bits[b1 >> 6] >> (b1 & 63)) & 1) && ((s->filter->bits[b2 >> 6] >> (b2 & 63)) & 1)) {
+		s->hit = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* What wake_now() says. */
+#define WAKE_NOT 0    /* nothing banned can be in it: the batch timer will do */
+#define WAKE_NOW 1    /* it might hold a banned string: wake the holder whatever is queued */
+#define WAKE_NO_FILTER 2 /* the filter is off: every exec is judged at once, as before it */
+
+/* Whether the kernel ring's reader must judge this exec at once (wake_filter.h): yes unless
+ * the holder's filter is on, was stable throughout, and none of the `len` bytes of filename
+ * and argv at `text` might be part of a banned string. */
+static __always_inline int wake_now(const unsigned char *text, __u32 len, __u32 flags)
+{
+	__u32 zero = 0, seq, checks;
+	const struct wake_filter *f;
+	struct wake_scan scan = {};
+
+	if (!EXEC_HAS(EXEC_PART_WAKE))
+		return WAKE_NO_FILTER;
+	f = bpf_map_lookup_elem(&wake_filter, &zero);
+	if (!f)
+		return WAKE_NO_FILTER;
+	seq = *(volatile const __u32 *)&f->seq;
+	if (seq & 1)
+		return WAKE_NOW;
+	if (!*(volatile const __u32 *)&f->on)
+		return WAKE_NO_FILTER;
+	if (flags & (EXEC_FLAG_ARGS_TRUNCATED | EXEC_FLAG_ARGS_READ_ERROR | EXEC_FLAG_FILENAME_CUT))
+		return WAKE_NOW;
+	scan.gram = *(volatile const __u32 *)&f->gram;
+	scan.stride = *(volatile const __u32 *)&f->stride;
+	if (scan.gram < WAKE_GRAM_MIN || scan.gram > WAKE_GRAM_MAX || scan.stride < 1 || scan.stride > WAKE_STRIDE_MAX ||
+	    scan.stride > scan.gram)
+		return WAKE_NOW;
+	checks = (len + scan.stride - 1) / scan.stride;
+	if (checks > WAKE_SCAN_CHECKS)
+		return WAKE_NOW;
+	scan.text = text;
+	scan.filter = f;
+	scan.len = len;
+	bpf_loop(checks, wake_scan_step, &scan, 0);
+	/* The lookups above are loads, and loads are not reordered with loads on the
+	 * architectures this builds for; the barrier keeps the compiler from it. */
+	asm volatile("" ::: "memory");
+	if (*(volatile const __u32 *)&f->seq != seq)
+		return WAKE_NOW;
+	return scan.hit ? WAKE_NOW : WAKE_NOT;
 }
 
 /* A field (chain) of a task-side pointer: a plain load when `btf` (see read_cgroup_name
@@ -238,8 +339,15 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 	 * collector to forward it the usual way. */
 	ev->flags = flags;
 	if (EXEC_HAS(EXEC_PART_KRING) && *(volatile __u32 *)&kernel_ring_on) {
-		ev->flags = flags | EXEC_FLAG_IN_KERNEL_RING;
-		if (bpf_ringbuf_output(&kernel_ring, buf, size, 0) == 0) {
+		/* An exec that might be banned wakes the holder whatever is queued before it;
+		 * another one wakes it only if the ring was empty (the ring's default), which
+		 * tells the holder a batch has begun (wake_filter.h). */
+		int wake = wake_now((const unsigned char *)buf->data + cg_len, fn_len + args_len, flags);
+
+		ev->flags = flags | EXEC_FLAG_IN_KERNEL_RING | (wake != WAKE_NOT ? EXEC_FLAG_WAKE : 0);
+		if (bpf_ringbuf_output(&kernel_ring, buf, size, wake == WAKE_NOW ? BPF_RB_FORCE_WAKEUP : 0) == 0) {
+			if (wake == WAKE_NOW)
+				cnt->kernel_ring_woken++;
 			if (EXEC_HAS(EXEC_PART_TWO_RINGS))
 				bpf_ringbuf_output(&events, buf, size, BPF_RB_NO_WAKEUP);
 			return 0;

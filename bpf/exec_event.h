@@ -44,6 +44,7 @@
 #define EXEC_FLAG_FILENAME_CUT 0x4u      /* bprm->filename filled the whole read buffer */
 #define EXEC_FLAG_FROM_TRACEPOINT 0x8u   /* produced by the classic-tracepoint fallback */
 #define EXEC_FLAG_IN_KERNEL_RING 0x10u   /* written to the kernel ring (kernel_ring_on) */
+#define EXEC_FLAG_WAKE 0x20u             /* the kernel ring's reader was woken for it (wake_filter.h) */
 
 struct exec_event {
 	__u64 start_boot_ns;  /* task->start_boottime: with pid, the identity of the process */
@@ -94,7 +95,8 @@ struct exec_counters {
 	__u64 argv_read_errors;  /* reading argv from the new mm failed */
 	__u64 truncated;         /* argv cut at max_args */
 	__u64 kernel_ring_drops; /* the kernel ring (an enforcer's) was full: the collector's ring carries it */
-	__u64 _pad[3];
+	__u64 kernel_ring_woken; /* written to the kernel ring with a forced wake-up (EXEC_FLAG_WAKE) */
+	__u64 _pad[2];
 };
 
 #ifdef __cplusplus

@@ -161,10 +161,13 @@ int main(int argc, char** argv) {
       auto offered = (*publisher)->offer_kernel_ring(std::string(topic::kExec), exec->kernel_ring_fd(),
                                                      exec->kernel_ring_bytes(), [exec, logger](bool held) {
                                                        exec->set_kernel_ring_on(held);
+                                                       // The next holder starts with every exec waking it.
+                                                       if (!held) exec->turn_wake_filter_off();
                                                        logger->info("{}", held ? "kernel ring taken by an enforcer: execs go to "
                                                                                  "it straight from the probe"
                                                                                : "kernel ring released");
-                                                     });
+                                                     },
+                                                     exec->wake_filter_fd());
       if (!offered) return error_exit(offered.error().message);
       logger->info("kernel ring of {} bytes offered on the direct path", exec->kernel_ring_bytes());
     }

@@ -140,6 +140,16 @@ int main(int argc, char** argv) {
                  "at once)")
       ->check(CLI::Range(0u, 1000u))
       ->capture_default_str();
+  app.add_option("--wake-filter", config.wake_filter,
+                 "While holding the collector's kernel ring, tell the exec probe which execs cannot hold a banned "
+                 "string (a Bloom filter of the banned strings' grams): those do not wake the enforcer one by one but "
+                 "are judged in batches (--ring-batch-ms), the others at once (false: every exec wakes it)")
+      ->capture_default_str();
+  app.add_option("--ring-batch-ms", config.ring_batch_ms,
+                 "With the wake filter: the execs it rules out are judged at most this many ms after the first of "
+                 "their batch")
+      ->check(CLI::Range(1u, 1000u))
+      ->capture_default_str();
   app.add_option("--kill-decision-delay-ms", config.kill_decision_delay_ms,
                  "Publish a killed decision this many ms after the kill, so that waking the decision's subscribers "
                  "does not compete with the dying process for the CPUs (0: at once)")
@@ -286,6 +296,8 @@ int main(int argc, char** argv) {
   options.stats_interval_ms = static_cast<uint32_t>(config.stats_interval_seconds * 1000.0);
   options.no_match_batch_ms = config.no_match_batch_ms;
   options.kill_decision_delay_ms = config.kill_decision_delay_ms;
+  options.wake_filter = config.wake_filter;
+  options.ring_batch_ms = config.ring_batch_ms;
   options.also_bind = config.also_bind;
   options.send_hwm = config.send_hwm;
   options.security = std::move(*security);

@@ -118,7 +118,7 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
   // Names are part of the contract (the exporter turns each into
   // cryptnono_collector_<name>_total). The exec probe's keep their original names.
   const DirectServer* direct = publisher_.direct();
-  const std::array<std::pair<const char*, uint64_t>, 18> values = {{
+  const std::array<std::pair<const char*, uint64_t>, 19> values = {{
       {"events_bpf", counters_.events_bpf},
       {"events_scan", counters_.events_scan},
       {"scans", counters_.scans},
@@ -143,6 +143,9 @@ void Collector::publish_stats(const ProbeCounters& kernel, uint32_t interval_ms)
       // Times this side fell a whole kernel ring behind while following it (the execs it
       // skipped reached the ring's holder, not this stream's other subscribers).
       {"kernel_ring_follow_laps", kernel.exec.kernel_ring_follow_laps},
+      // Execs the probe woke the kernel ring's holder for at once (its wake filter did not
+      // rule them out, or it had none); the others waited for the holder's batch timer.
+      {"kernel_ring_woken", kernel.exec.kernel_ring_woken},
   }};
   capnp::MallocMessageBuilder message(first_segment_.asPtr());
   auto stats = publisher_.begin(message, topic::kStats).getBody().initStats();

@@ -136,6 +136,15 @@ Result<std::unique_ptr<ExecSource>> ExecSource::open(const ExecSourceOptions& op
   if (m == MAP_FAILED) return fail("mapping the exec probe counters failed: " + errno_text(errno));
   self->counters_map_ = m;
 
+  // The wake filter (bpf/wake_filter.h), mapped read-write: the collector stamps it and
+  // turns it off whenever the kernel ring's holder leaves, after every capability is gone.
+  self->wake_filter_map_bytes_ = (sizeof(wake_filter) + page - 1) / page * page;
+  m = mmap(nullptr, self->wake_filter_map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel->maps.wake_filter),
+           0);
+  if (m == MAP_FAILED) return fail("mapping the exec probe's wake filter failed: " + errno_text(errno));
+  self->wake_filter_ = static_cast<wake_filter*>(m);
+  __atomic_store_n(&self->wake_filter_->magic, WAKE_FILTER_MAGIC, __ATOMIC_RELEASE);
+
   self->ring_ = ring_buffer__new(bpf_map__fd(skel->maps.events), &ExecSource::on_sample, self.get(), nullptr);
   if (self->ring_ == nullptr) return fail("opening the exec ring buffer failed: " + errno_text(errno));
   // While an enforcer holds the kernel ring, the probe writes each exec there alone: this
@@ -152,6 +161,7 @@ Result<std::unique_ptr<ExecSource>> ExecSource::open(const ExecSourceOptions& op
 ExecSource::~ExecSource() {
   if (ring_ != nullptr) ring_buffer__free(ring_);
   if (counters_map_ != nullptr) munmap(const_cast<void*>(counters_map_), counters_map_bytes_);
+  if (wake_filter_ != nullptr) munmap(wake_filter_, wake_filter_map_bytes_);
   if (skel_ != nullptr) exec_bpf__destroy(skel_);
 }
 
@@ -185,6 +195,19 @@ void ExecSource::set_kernel_ring_on(bool on) {
   __atomic_store_n(&skel_->bss->kernel_ring_on, on ? 1u : 0u, __ATOMIC_RELEASE);
 }
 
+int ExecSource::wake_filter_fd() const { return bpf_map__fd(skel_->maps.wake_filter); }
+
+void ExecSource::turn_wake_filter_off() {
+  // Under the sequence count, as every writer of the filter (wake_filter.h).
+  uint32_t seq = __atomic_load_n(&wake_filter_->seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&wake_filter_->seq, seq | 1u, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  __atomic_store_n(&wake_filter_->on, 0u, __ATOMIC_RELEASE);
+  __atomic_store_n(&wake_filter_->seq, (seq | 1u) + 1u, __ATOMIC_RELEASE);
+}
+
+bool ExecSource::wake_filter_on() const { return __atomic_load_n(&wake_filter_->on, __ATOMIC_ACQUIRE) != 0; }
+
 size_t ExecSource::follow_kernel_ring() {
   if (!follower_) return 0;
   return follower_->follow([this](const void* data, size_t size) { (void)on_sample(this, const_cast<void*>(data), size); });
@@ -211,6 +234,7 @@ KernelCounters ExecSource::counters() const {
     sum.argv_read_errors += slots[i].argv_read_errors;
     sum.truncated += slots[i].truncated;
     sum.kernel_ring_drops += slots[i].kernel_ring_drops;
+    sum.kernel_ring_woken += slots[i].kernel_ring_woken;
   }
   if (follower_) {
     sum.kernel_ring_follow_laps = follower_->laps();

@@ -133,15 +133,17 @@ void DirectServer::answer_ring_request(int fd, std::string_view topic) {
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = 3;
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(2 * sizeof(int))] = {};
   if (grant) {
+    const int fds[2] = {ring_.fd, ring_.wake_filter_fd};
+    const size_t nfds = ring_.wake_filter_fd >= 0 ? 2 : 1;
     msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &ring_.fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
   }
   ssize_t n;
   do {

@@ -206,9 +206,10 @@ bool Publisher::send(std::string_view topic, capnp::MessageBuilder& message, boo
   return send_frames(topic, payload, in_kernel_ring);
 }
 
-Result<void> Publisher::offer_kernel_ring(std::string topic, int fd, uint64_t bytes, std::function<void(bool)> on_hold) {
+Result<void> Publisher::offer_kernel_ring(std::string topic, int fd, uint64_t bytes, std::function<void(bool)> on_hold,
+                                          int wake_filter_fd) {
   if (!direct_) return fail("a kernel ring needs the direct socket");
-  direct_->offer_kernel_ring(KernelRingOffer{std::move(topic), fd, bytes, id_, std::move(on_hold)});
+  direct_->offer_kernel_ring(KernelRingOffer{std::move(topic), fd, bytes, id_, std::move(on_hold), wake_filter_fd});
   return {};
 }
 
@@ -326,6 +327,7 @@ void Subscriber::unsubscribe(std::string_view topic) {
 Subscriber::~Subscriber() {
   close_direct();
   if (ring_answer_ && ring_answer_->fd >= 0) ::close(ring_answer_->fd);
+  if (ring_answer_ && ring_answer_->wake_filter_fd >= 0) ::close(ring_answer_->wake_filter_fd);
 }
 
 void Subscriber::use_direct(std::string path, std::vector<std::string> topics) {
@@ -379,7 +381,7 @@ int Subscriber::receive_direct(Received& out) {
   for (;;) {
     unsigned char header[direct::kHeaderBytes];
     iovec iov[2] = {{header, sizeof header}, {out.words_.get(), out.capacity_words_ * sizeof(capnp::word)}};
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))];
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(2 * sizeof(int))];
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = 2;
@@ -393,25 +395,34 @@ int Subscriber::receive_direct(Received& out) {
       ++direct_losses_;
       return -1;
     }
-    // Only the kernel ring's answer carries an fd; one anywhere else is closed, not leaked.
-    int passed_fd = -1;
+    // Only the kernel ring's answer carries fds (the ring's, then the wake filter's); one
+    // anywhere else is closed, not leaked.
+    int passed_fd = -1, passed_filter_fd = -1;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t i = 0; i < fds; ++i) {
         int fd = -1;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        if (passed_fd < 0) passed_fd = fd; else ::close(fd);
+        if (passed_fd < 0) {
+          passed_fd = fd;
+        } else if (passed_filter_fd < 0) {
+          passed_filter_fd = fd;
+        } else {
+          ::close(fd);
+        }
       }
     }
     auto bytes = static_cast<size_t>(n);
     size_t topic_len = header[1];
     if (bytes >= direct::kHeaderBytes && header[0] == direct::kVersion && topic_len == direct::kRingTopic.size() &&
         std::memcmp(header + 2, direct::kRingTopic.data(), topic_len) == 0 && (msg.msg_flags & MSG_TRUNC) == 0) {
-      keep_ring_answer(reinterpret_cast<const unsigned char*>(out.words_.get()), bytes - direct::kHeaderBytes, passed_fd);
+      keep_ring_answer(reinterpret_cast<const unsigned char*>(out.words_.get()), bytes - direct::kHeaderBytes, passed_fd,
+                       passed_filter_fd);
       continue;
     }
     if (passed_fd >= 0) ::close(passed_fd);
+    if (passed_filter_fd >= 0) ::close(passed_filter_fd);
     size_t words = bytes > direct::kHeaderBytes ? (bytes - direct::kHeaderBytes) / sizeof(capnp::word) : 0;
     if ((msg.msg_flags & MSG_TRUNC) != 0 || words == 0 || bytes != direct::kHeaderBytes + words * sizeof(capnp::word) ||
         header[0] != direct::kVersion || topic_len > direct::kMaxTopicBytes) {
@@ -430,24 +441,32 @@ int Subscriber::receive_direct(Received& out) {
   }
 }
 
-void Subscriber::keep_ring_answer(const unsigned char* payload, size_t size, int fd) {
+void Subscriber::keep_ring_answer(const unsigned char* payload, size_t size, int fd, int filter_fd) {
   KernelRingAnswer answer;
-  if (size < sizeof(uint64_t)) {
+  auto close_both = [&] {
     if (fd >= 0) ::close(fd);
+    if (filter_fd >= 0) ::close(filter_fd);
+  };
+  if (size < sizeof(uint64_t)) {
+    close_both();
     answer.refusal = "malformed kernel ring answer";
   } else {
     std::memcpy(&answer.bytes, payload, sizeof answer.bytes);
     std::string text(reinterpret_cast<const char*>(payload) + sizeof(uint64_t), size - sizeof(uint64_t));
     if (answer.bytes != 0 && fd >= 0) {
       answer.fd = fd;
+      answer.wake_filter_fd = filter_fd;
       answer.publisher_id = std::move(text);
     } else {
-      if (fd >= 0) ::close(fd);
+      close_both();
       answer.bytes = 0;
       answer.refusal = text.empty() ? "refused" : std::move(text);
     }
   }
-  if (ring_answer_ && ring_answer_->fd >= 0) ::close(ring_answer_->fd);  // an older one nobody took
+  if (ring_answer_) {  // an older one nobody took
+    if (ring_answer_->fd >= 0) ::close(ring_answer_->fd);
+    if (ring_answer_->wake_filter_fd >= 0) ::close(ring_answer_->wake_filter_fd);
+  }
   ring_answer_ = std::move(answer);
 }
 

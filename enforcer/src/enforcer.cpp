@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include <capnp/message.h>
@@ -15,6 +16,8 @@
 #include "cryptnono/collector/events.h"
 #include "cryptnono/json_view.h"
 #include "cryptnono/enforcer/execwhacker.h"
+#include "cryptnono/enforcer/wake_plan.h"
+#include "exec_event.h"
 
 namespace cryptnono::enforcer {
 
@@ -92,7 +95,9 @@ Result<void> Enforcer::setup_fds() {
     return fail(std::string("timerfd_settime: ") + std::strerror(errno));
   batch_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (!batch_timer_) return fail(std::string("timerfd_create: ") + std::strerror(errno));
-  for (int fd : {wake_.get(), timer_.get(), batch_timer_.get()}) {
+  ring_timer_ = UniqueFd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!ring_timer_) return fail(std::string("timerfd_create: ") + std::strerror(errno));
+  for (int fd : {wake_.get(), timer_.get(), batch_timer_.get(), ring_timer_.get()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -173,6 +178,7 @@ void Enforcer::take_pending_update() {
   // Outside the lock: the old configuration (a Vectorscan database, a banned set) is freed
   // here, between events, without blocking the watcher thread.
   update(*detector_);
+  apply_wake_filter();
   // Which configuration judges the events from here on (decisions carry its generation).
   if (serving_generation_ != before)
     log_->info("config generation {} judges events from now on ({})", serving_generation_, detector_->describe());
@@ -200,6 +206,7 @@ std::vector<std::pair<std::string, uint64_t>> Enforcer::counters() const {
       {"direct_events", c.direct_events.load()},
       {"duplicates", c.duplicates.load()},
       {"ring_events", c.ring_events.load()},
+      {"ring_batched", c.ring_batched.load()},
   };
   detector_->add_counters(out);
   return out;
@@ -313,10 +320,13 @@ void Enforcer::take_ring() {
     options_.kernel_ring = false;
     subscriber_->drop_direct();
   };
+  UniqueFd filter_fd(answer->wake_filter_fd);
   auto mapped = KernelRing::map(answer->fd, answer->bytes);  // owns the fd from here
   if (!mapped) return give_back(mapped.error().message);
+  // Edge-triggered: with the wake filter on, records are left waiting for the batch timer,
+  // and a level-triggered fd would report them again at once.
   epoll_event ev{};
-  ev.events = EPOLLIN;
+  ev.events = EPOLLIN | EPOLLET;
   ev.data.fd = (*mapped)->fd();
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, (*mapped)->fd(), &ev) != 0)
     return give_back(std::string("epoll_ctl: ") + std::strerror(errno));
@@ -324,12 +334,90 @@ void Enforcer::take_ring() {
   paths_.expect_direct_gaps(true);
   log_->info("kernel ring of {} bytes taken from {}: execs come straight from the probe", ring_->data_bytes(),
              answer->publisher_id);
+  if (filter_fd && options_.wake_filter) {
+    auto filter = WakeFilterMap::map(filter_fd.release());
+    if (filter) {
+      wake_map_ = std::move(*filter);
+    } else {
+      log_->warn("wake filter not used ({}): every exec wakes this enforcer", filter.error().message);
+    }
+  } else if (!filter_fd) {
+    log_->info("the collector offers no wake filter: every exec wakes this enforcer");
+  }
+  apply_wake_filter();
   consume_ring();
+}
+
+namespace {
+
+// The probe's flags of a kernel ring record (bpf/exec_event.h); 0 if it is too short to be one.
+uint32_t ring_record_flags(const void* data, size_t size) {
+  if (size < sizeof(exec_event)) return 0;
+  uint32_t flags = 0;
+  std::memcpy(&flags, static_cast<const unsigned char*>(data) + offsetof(exec_event, flags), sizeof flags);
+  return flags;
+}
+
+}  // namespace
+
+void Enforcer::apply_wake_filter() {
+  if (!wake_map_) return;
+  const WakePlan* plan = detector_->wake_plan();
+  if (plan != nullptr && plan->on) {
+    wake_map_->write(*plan);
+  } else {
+    wake_map_->turn_off();
+  }
+  wake_filter_on_ = plan != nullptr && plan->on;
+  std::string said = plan != nullptr ? plan->describe() : "off (this detector has none): every exec wakes the enforcer";
+  if (said != wake_filter_said_) {
+    if (wake_filter_on_) {
+      log_->info("wake filter {}; other execs are judged in batches, within {} ms", said, options_.ring_batch_ms);
+    } else {
+      log_->info("wake filter {}", said);
+    }
+    wake_filter_said_ = std::move(said);
+  }
+  // Execs the old filter left waiting are judged by the new rules on the batch timer (not
+  // here: this runs between two records of a consume()).
 }
 
 void Enforcer::consume_ring() {
   if (!ring_) return;
   ring_->consume([this](const void* data, size_t size) { handle_ring_record(data, size); });
+}
+
+void Enforcer::on_ring_ready() {
+  if (!ring_) return;
+  if (!wake_filter_on_) return consume_ring();
+  bool flagged = false;
+  ring_->peek([&](const void* data, size_t size, uint64_t) {
+    flagged = flagged || (ring_record_flags(data, size) & EXEC_FLAG_WAKE) != 0;
+  });
+  // A quarter of the ring waiting (this enforcer was held up) is not left to the timer.
+  if (flagged || ring_->pending_bytes() > ring_->data_bytes() / 4) return consume_ring_flagged_first();
+  if (ring_->pending() && !ring_timer_armed_) {
+    itimerspec once{};
+    once.it_value.tv_sec = options_.ring_batch_ms / 1000;
+    once.it_value.tv_nsec = static_cast<long>(options_.ring_batch_ms % 1000) * 1'000'000 + 1;
+    if (timerfd_settime(ring_timer_.get(), 0, &once, nullptr) == 0) {
+      ring_timer_armed_ = true;
+    } else {
+      consume_ring();  // no timer to be had: judge now
+    }
+  }
+}
+
+void Enforcer::consume_ring_flagged_first() {
+  // The execs the probe flagged might be banned: judged (and killed) before the batch of
+  // benign ones queued ahead of them, which is judged right after, in order.
+  const uint64_t upto = ring_->peek([this](const void* data, size_t size, uint64_t) {
+    if ((ring_record_flags(data, size) & EXEC_FLAG_WAKE) != 0) handle_ring_record(data, size);
+  });
+  ring_->consume([this, upto](const void* data, size_t size, uint64_t position) {
+    if (position < upto && (ring_record_flags(data, size) & EXEC_FLAG_WAKE) != 0) return;  // judged above
+    handle_ring_record(data, size);
+  });
 }
 
 void Enforcer::drop_ring() {
@@ -338,6 +426,10 @@ void Enforcer::drop_ring() {
   consume_ring();  // what the probe wrote before the collector went away is still to judge
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, ring_->fd(), nullptr);
   ring_.reset();
+  if (wake_map_) wake_map_->turn_off();
+  wake_map_.reset();
+  wake_filter_on_ = false;
+  wake_filter_said_.clear();
   log_->warn("kernel ring let go (the direct path went down)");
 }
 
@@ -355,6 +447,8 @@ void Enforcer::handle_ring_record(const void* data, size_t size) {
     auto body = message.initRoot<schema::Envelope>().getBody();
     collector::fill_exec_event(body.initExec(), *rec);
     counters_.ring_events.fetch_add(1, std::memory_order_relaxed);
+    if (wake_filter_on_ && (ring_record_flags(data, size) & EXEC_FLAG_WAKE) == 0)
+      counters_.ring_batched.fetch_add(1, std::memory_order_relaxed);
     event_sent_boot_ns_ = 0;
     if (!detector_->read(body.asReader())) {
       counters_.malformed.fetch_add(1, std::memory_order_relaxed);
@@ -448,6 +542,11 @@ bool Enforcer::wait_and_dispatch(int stop_fd, int timeout_ms) {
   for (int i = 0; i < n; ++i) {
     int fd = events[i].data.fd;
     if (ring_ && fd == ring_->fd()) {
+      on_ring_ready();
+    } else if (fd == ring_timer_.get()) {
+      uint64_t expirations = 0;
+      (void)!::read(fd, &expirations, sizeof expirations);
+      ring_timer_armed_ = false;
       consume_ring();
     } else if (fd == zmq_fd_ || fd == direct_fd_registered_) {
       sockets = true;

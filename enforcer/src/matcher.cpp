@@ -396,7 +396,10 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config,
   }
 
   // Vectorscan refuses an empty database: with no banned strings nothing ever matches.
-  if (wanted.empty()) return m;
+  if (wanted.empty()) {
+    m->wake_plan_ = std::make_shared<const WakePlan>(WakePlanner().finish());
+    return m;
+  }
   m->banned_count_ = wanted.size();
 
   // Layered on `reuse` when the difference is small (see the header).
@@ -492,6 +495,14 @@ Result<std::unique_ptr<Matcher>> Matcher::build(const ExecwhackerConfig& config,
                     part->describe(i) + "): not installed");
     }
   }
+  // The probe's wake filter for these strings (wake_filter.h), disabled ones included: it
+  // may wake the enforcer for more than the matcher kills, never for less.
+  WakePlanner planner;
+  for (const Compiled* part : {m->base_.get(), m->layer_.get()}) {
+    if (part == nullptr) continue;
+    for (size_t i = 0; i < part->banned.size(); ++i) planner.add(part->banned[i]);
+  }
+  m->wake_plan_ = std::make_shared<const WakePlan>(planner.finish());
   return m;
 }
 
@@ -531,6 +542,15 @@ Matcher::Match Matcher::find_banned(std::string_view folded) {
     result.offset = state.best_start;
   }
   return result;
+}
+
+const WakePlan& Matcher::wake_plan() const {
+  static const WakePlan kNone = [] {
+    WakePlan p;
+    p.why_off = "no plan";
+    return p;
+  }();
+  return wake_plan_ ? *wake_plan_ : kNone;
 }
 
 std::string_view Matcher::banned(size_t i) const {

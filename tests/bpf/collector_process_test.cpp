@@ -200,9 +200,9 @@ TEST_F(CollectorProcess, PublishesSweepAndExecEventsWithoutCapabilitiesAndStopsO
                            "truncated", "events_fpu", "kernel_fpu_nondefault_switches", "kernel_fpu_ringbuf_drops",
                            "kernel_fpu_map_errors", "events_connect", "kernel_connect_ringbuf_drops", "send_drops",
                            "direct_sent", "direct_drops", "kernel_ring_drops", "kernel_ring_grants",
-                           "kernel_ring_follow_laps"})
+                           "kernel_ring_follow_laps", "kernel_ring_woken"})
     EXPECT_EQ(stats_.count(name), 1u) << name;
-  EXPECT_EQ(stats_.size(), 18u);
+  EXPECT_EQ(stats_.size(), 19u);
   EXPECT_GE(stats_["events_bpf"], 1u);
   EXPECT_GE(stats_["events_scan"], 1u);
   EXPECT_EQ(stats_["scans"], 1u);

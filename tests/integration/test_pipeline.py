@@ -418,6 +418,52 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual(p.metric("cryptnono_enforcer_duplicates_total"), 0)
         self.assertNotIn("direct path connected", p.log("enforcer"))
 
+    def test_the_wake_filter_leaves_benign_execs_to_batches_and_judges_banned_ones_at_once(self):
+        # The enforcer writes its banned strings into the exec probe's wake filter: a benign
+        # exec waits in the kernel ring for the batch timer (1 s here, to make a late judgement
+        # plain), a banned one wakes the enforcer at once, ahead of the benign ones before it.
+        banned = random_banned()
+        p = self.start([banned], enforcer_args=["--ring-batch-ms", "1000"])
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+                 "execs come straight from the probe" in p.log("enforcer"), 10,
+                 "the enforcer to take the kernel ring")
+        self.assertIn("wake filter on: 1 banned strings as grams of 8 bytes looked up every 4 bytes",
+                      p.log("enforcer"))
+        for _ in range(3):
+            subprocess.run(["true"])  # opens a batch: its timer fires 1 s from now
+            code, _ = run_banned_shell(banned, sleep="5")
+            self.assertEqual(code, -signal.SIGKILL)
+        def three_kills():
+            kills = [o for o in p.json_lines() if o.get("action") == "killed" and o.get("matched") == banned.lower()]
+            return kills if len(kills) >= 3 else None
+        kills = wait_for(three_kills, 10, "three kill lines")
+        for k in kills:
+            # Had the banned exec waited for the batch, it would have been judged about 1 s
+            # after the exec of `true` just before it.
+            self.assertLess(k["exec_to_kill_us"], 500_000, k)
+        wait_for(lambda: p.metric("cryptnono_enforcer_ring_batched_total") > 0 and
+                 p.metric("cryptnono_collector_kernel_ring_woken_total") >= 3, 10,
+                 "the batched and woken counters to go up")
+        # The benign execs of the test (and of the machine) did not each wake the enforcer.
+        self.assertLess(p.metric("cryptnono_collector_kernel_ring_woken_total"),
+                        p.metric("cryptnono_enforcer_ring_events_total"))
+        self.assertEqual(p.metric("cryptnono_enforcer_events_lost_total"), 0)
+
+        # --wake-filter false: every exec wakes the enforcer again.
+        finish(self, p, self.tmp)
+        self.pipeline = None
+        self.tmp = tempfile.mkdtemp(prefix="cryptnono-itcfg-")
+        banned = random_banned()
+        p = self.start([banned], enforcer_args=["--wake-filter", "false"])
+        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+                 "execs come straight from the probe" in p.log("enforcer"), 10,
+                 "the enforcer to take the kernel ring")
+        code, _ = run_banned_shell(banned)
+        self.assertEqual(code, -signal.SIGKILL)
+        wait_for(lambda: p.metric("cryptnono_enforcer_ring_events_total") > 0, 10, "enforcer stats")
+        self.assertEqual(p.metric("cryptnono_enforcer_ring_batched_total"), 0)
+        self.assertNotIn("wake filter on", p.log("enforcer"))
+
     def test_an_exec_the_kernel_ring_has_no_room_for_comes_the_direct_way(self):
         # A one-page kernel ring cannot take an exec whose argv is longer than the page: the
         # probe counts the drop, the record goes out unflagged, and the collector sends it to

@@ -102,6 +102,7 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
   kernel.connect.ringbuf_drops = 7;
   kernel.exec.kernel_ring_drops = 8;
   kernel.exec.kernel_ring_follow_laps = 9;
+  kernel.exec.kernel_ring_woken = 10;
   collector.publish_stats(kernel, 2500);
 
   std::map<std::string, uint64_t> counters;
@@ -137,6 +138,7 @@ TEST_F(CollectorPublish, StatsCarryExactlyTheContractCounters) {
       {"kernel_ring_drops", 8},
       {"kernel_ring_grants", 0},
       {"kernel_ring_follow_laps", 9},
+      {"kernel_ring_woken", 10},
   };
   EXPECT_EQ(counters, expected);
   EXPECT_EQ(interval, 2500u);

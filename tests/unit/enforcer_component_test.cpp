@@ -564,7 +564,8 @@ TEST_F(EnforcerLoop, StatsCarryTheContractsCounters) {
   const std::vector<std::string> expected = {"events_received", "events_lost", "malformed", "decisions", "killed",
                                              "spared", "missed", "would_kill", "errors", "config_reloads",
                                              "config_reload_failures", "config_generation", "send_drops",
-                                             "publisher_restarts", "direct_events", "duplicates", "ring_events"};
+                                             "publisher_restarts", "direct_events", "duplicates", "ring_events",
+                                             "ring_batched"};
   EXPECT_EQ(names, expected);
   EXPECT_EQ(text(got->envelope().getPublisherKind()), "enforcer");
   EXPECT_EQ(text(got->envelope().getNode()), "test-node");

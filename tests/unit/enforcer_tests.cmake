@@ -13,6 +13,7 @@ add_executable(enforcer_test
   enforcer_killer_test.cpp
   enforcer_matcher_test.cpp
   enforcer_text_test.cpp
+  enforcer_wake_plan_test.cpp
 )
 target_link_libraries(enforcer_test PRIVATE enforcer_lib GTest::gtest_main)
 target_compile_definitions(enforcer_test PRIVATE CRYPTNONO_ENFORCER_BINARY="$<TARGET_FILE:cryptnono-enforcer>")

@@ -52,7 +52,8 @@ inline constexpr uint8_t kVersion = 1;
 inline constexpr std::string_view kSubscribe = "cryptnono-direct/1 subscribe ";
 // A client's request for the kernel ring of a topic, and the header topic of the answer:
 // an 8-byte ring size (0: refused), then the publisher id (granted) or the reason
-// (refused); the ring's fd rides along as SCM_RIGHTS when granted.
+// (refused); the ring's fd rides along as SCM_RIGHTS when granted, followed by the wake
+// filter's fd when the publisher has one.
 inline constexpr std::string_view kRingRequest = "cryptnono-direct/1 kernel-ring ";
 inline constexpr std::string_view kRingTopic = "@kernel-ring";
 // The socket buffer asked for on each connection (the kernel caps it at net.core.wmem_max).
@@ -74,6 +75,10 @@ struct KernelRingOffer {
   uint64_t bytes = 0;       // its data size (the map's max_entries)
   std::string publisher_id;
   std::function<void(bool held)> on_hold;  // the probe writes to the ring while held
+  // The probe's wake filter map (bpf/wake_filter.h), handed to the holder with the ring so
+  // it can say which execs wake it at once; -1: none (every exec wakes it). Stays owned by
+  // the offerer, which turns the filter off when the holder leaves.
+  int wake_filter_fd = -1;
 };
 
 class DirectServer {

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "cryptnono/result.h"
@@ -84,9 +85,10 @@ class KernelRing {
   int fd() const { return fd_; }
   uint64_t data_bytes() const { return ring_.data_bytes(); }
 
-  // Hands each complete record waiting now to `fn(const void* data, size_t size)`, in
-  // order, and frees its space right after; stops at the first record still being
-  // written. Returns how many records were handed over (discarded ones are skipped).
+  // Hands each complete record waiting now to `fn(const void* data, size_t size)` (or
+  // `fn(data, size, uint64_t position)`), in order, and frees its space right after; stops
+  // at the first record still being written. Returns how many records were handed over
+  // (discarded ones are skipped).
   template <class Fn>
   size_t consume(Fn&& fn) {
     size_t n = 0;
@@ -99,9 +101,15 @@ class KernelRing {
         const uint32_t len = RingMapping::length_word(header);
         if ((len & RingMapping::kBusyBit) != 0) return n;  // the producer has not committed it yet
         const uint32_t size = len & ~(RingMapping::kBusyBit | RingMapping::kDiscardBit);
+        const uint64_t at = cons;
         cons += RingMapping::span(size);
         if ((len & RingMapping::kDiscardBit) == 0) {
-          fn(RingMapping::record_data(header), static_cast<size_t>(size));
+          if constexpr (std::is_invocable_v<Fn, const void*, size_t, uint64_t>) {
+            fn(RingMapping::record_data(header), static_cast<size_t>(size), at);
+          } else {
+            (void)at;
+            fn(RingMapping::record_data(header), static_cast<size_t>(size));
+          }
           ++n;
         }
         // Freed at once, as libbpf does: the producer wakes a reader only when the reader
@@ -112,8 +120,27 @@ class KernelRing {
     return n;
   }
 
-  // Records waiting (the producer ahead of the consumer).
+  // Hands each complete record waiting now to `fn(const void* data, size_t size, uint64_t
+  // position)`, in order, without freeing anything (consume() hands them over again);
+  // stops at the first record still being written. Returns the position it stopped at.
+  template <class Fn>
+  uint64_t peek(Fn&& fn) const {
+    uint64_t pos = ring_.consumer_pos();
+    const uint64_t prod = ring_.producer_pos();
+    while (pos < prod) {
+      const uint32_t* header = ring_.header_at(pos);
+      const uint32_t len = RingMapping::length_word(header);
+      if ((len & RingMapping::kBusyBit) != 0) break;
+      const uint32_t size = len & ~(RingMapping::kBusyBit | RingMapping::kDiscardBit);
+      if ((len & RingMapping::kDiscardBit) == 0) fn(RingMapping::record_data(header), static_cast<size_t>(size), pos);
+      pos += RingMapping::span(size);
+    }
+    return pos;
+  }
+
+  // Records waiting (the producer ahead of the consumer), and how many bytes they take.
   bool pending() const { return ring_.producer_pos() > ring_.consumer_pos(); }
+  uint64_t pending_bytes() const { return ring_.producer_pos() - ring_.consumer_pos(); }
 
  private:
   KernelRing() = default;

@@ -78,7 +78,9 @@ class Publisher {
   // Offers a kernel ring (a BPF ring buffer map's fd and size) over the direct socket for
   // `topic` (direct.h); on_hold(true/false) when a client takes it and when it leaves.
   // Needs add_direct() first.
-  Result<void> offer_kernel_ring(std::string topic, int fd, uint64_t bytes, std::function<void(bool)> on_hold);
+  // `wake_filter_fd`: the probe's wake filter map, handed over with the ring (-1: none).
+  Result<void> offer_kernel_ring(std::string topic, int fd, uint64_t bytes, std::function<void(bool)> on_hold,
+                                 int wake_filter_fd = -1);
   // CurveZMQ handshakes refused (unknown client key) on this publisher's tcp:// endpoints.
   uint64_t curve_denied() const { return zap_ ? zap_->denied() : 0; }
   uint64_t curve_accepted() const { return zap_ ? zap_->accepted() : 0; }
@@ -222,6 +224,7 @@ class Subscriber {
   bool request_kernel_ring(std::string_view topic);
   struct KernelRingAnswer {
     int fd = -1;               // the ring map's fd, now the caller's (-1: refused)
+    int wake_filter_fd = -1;   // the probe's wake filter map's fd, the caller's (-1: none)
     uint64_t bytes = 0;        // its data size
     std::string publisher_id;  // the publisher whose probe writes it
     std::string refusal;       // why not, when refused
@@ -246,7 +249,7 @@ class Subscriber {
 
  private:
   explicit Subscriber(zmq::socket_t socket) : socket_(std::move(socket)) {}
-  void keep_ring_answer(const unsigned char* payload, size_t size, int fd);
+  void keep_ring_answer(const unsigned char* payload, size_t size, int fd, int filter_fd);
   // One direct datagram into `out`: 1 got one, 0 none queued, -1 the path went down.
   int receive_direct(Received& out);
   void close_direct();

@@ -15,6 +15,7 @@
 #include <spdlog/logger.h>
 
 #include "cryptnono/collector/events.h"
+#include "wake_filter.h"
 #include "cryptnono/kernel_ring.h"
 #include "cryptnono/result.h"
 
@@ -45,6 +46,7 @@ struct KernelCounters {
   uint64_t argv_read_errors = 0;
   uint64_t truncated = 0;
   uint64_t kernel_ring_drops = 0;
+  uint64_t kernel_ring_woken = 0;  // execs that woke the kernel ring's holder at once
   // Times the collector fell a whole kernel ring behind while following it, and the bytes
   // it skipped then (execs the enforcer had but the collector's subscribers did not get).
   uint64_t kernel_ring_follow_laps = 0;
@@ -85,6 +87,11 @@ class ExecSource {
   int kernel_ring_fd() const;
   uint64_t kernel_ring_bytes() const { return kernel_ring_bytes_; }
   void set_kernel_ring_on(bool on);
+  // The probe's wake filter (bpf/wake_filter.h): its map fd, handed to the kernel ring's
+  // holder, which writes it; turned off here when the holder leaves.
+  int wake_filter_fd() const;
+  void turn_wake_filter_off();
+  bool wake_filter_on() const;
   uint64_t received() const { return received_; }
   uint64_t malformed() const { return malformed_; }
   // "tp_btf" or "tracepoint".
@@ -100,6 +107,8 @@ class ExecSource {
   std::unique_ptr<KernelRingFollower> follower_;  // while held, the kernel ring has the execs
   const void* counters_map_ = nullptr;  // mmap of the counters array
   size_t counters_map_bytes_ = 0;
+  wake_filter* wake_filter_ = nullptr;  // mmap of the wake filter map, read-write
+  size_t wake_filter_map_bytes_ = 0;
   size_t counter_slots_ = 0;
   uint64_t kernel_ring_bytes_ = 0;
   AttachMode mode_ = AttachMode::kBtf;

@@ -35,6 +35,8 @@ struct Config {
   double stats_interval_seconds = 5;
   uint32_t no_match_batch_ms = 20;  // EnforcerOptions::no_match_batch_ms
   uint32_t kill_decision_delay_ms = 5;  // EnforcerOptions::kill_decision_delay_ms
+  bool wake_filter = true;              // EnforcerOptions::wake_filter
+  uint32_t ring_batch_ms = 20;          // EnforcerOptions::ring_batch_ms
   uint32_t exit_wait_us = 1000;         // PidfdKiller::wait_for_exit_us
   std::string log_level = "info";
   bool check = false;

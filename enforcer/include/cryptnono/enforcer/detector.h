@@ -20,6 +20,8 @@
 
 namespace cryptnono::enforcer {
 
+struct WakePlan;  // wake_filter.h
+
 class Detector {
  public:
   virtual ~Detector() = default;
@@ -41,6 +43,9 @@ class Detector {
   virtual void add_counters(std::vector<std::pair<std::string, uint64_t>>& /*out*/) const {}
   // What the last decide() looked at, for the trace log (--log-level trace): one line.
   virtual std::string last_judged() const { return {}; }
+  // The probe's wake filter for what this detector kills on (wake_filter.h); null: it
+  // cannot say, every exec must wake it.
+  virtual const WakePlan* wake_plan() const { return nullptr; }
 };
 
 // The outcome of the kill path shared by the detectors: open the process by pidfd,

@@ -55,6 +55,11 @@ struct EnforcerOptions {
   // the CPUs where the killed process is being torn down and its parent waits for it.
   // Measured in BENCHMARKS.md (part 2). 0: at once.
   uint32_t kill_decision_delay_ms = 5;
+  // While holding the kernel ring, write the probe's wake filter (wake_filter.h): the execs
+  // it rules out do not wake this enforcer one by one but are judged in batches, at most
+  // ring_batch_ms after the first of a batch. false: every exec wakes it.
+  bool wake_filter = true;
+  uint32_t ring_batch_ms = 20;
 };
 
 class Enforcer {
@@ -110,6 +115,7 @@ class Enforcer {
     std::atomic<uint64_t> direct_events{0};  // events judged from their direct-path copy
     std::atomic<uint64_t> duplicates{0};     // second copies skipped
     std::atomic<uint64_t> ring_events{0};    // events judged from the kernel ring
+    std::atomic<uint64_t> ring_batched{0};   // of those, judged on the batch timer (the wake filter)
   };
 
   Enforcer(const EnforcerOptions& options, std::unique_ptr<Detector> detector, std::shared_ptr<spdlog::logger> log);
@@ -121,6 +127,11 @@ class Enforcer {
   void request_ring();
   void take_ring();
   void consume_ring();
+  // The ring's fd woke the loop: with the wake filter on, judges now if the probe flagged
+  // a waiting exec (those first), else leaves the batch to ring_timer_.
+  void on_ring_ready();
+  void consume_ring_flagged_first();
+  void apply_wake_filter();  // writes the serving config's plan into the probe's filter
   void drop_ring();
   void handle_ring_record(const void* data, size_t size);
   void publish_stats();
@@ -153,6 +164,10 @@ class Enforcer {
   kj::Array<capnp::word> first_segment_;  // reused, zeroed by MallocMessageBuilder after use
   std::unique_ptr<KernelRing> ring_;
   bool ring_requested_ = false;
+  std::unique_ptr<WakeFilterMap> wake_map_;  // the probe's wake filter, with the ring
+  bool wake_filter_on_ = false;              // what was last written into it
+  std::string wake_filter_said_;             // the last state logged
+  bool ring_timer_armed_ = false;
   uint64_t batch_due_ns_ = 0;  // when the batch timer fires for the held decisions
   kj::Array<capnp::word> ring_segment_;  // an exec from the ring, built into an ExecEvent
   uint64_t started_boot_ns_ = 0;
@@ -161,6 +176,7 @@ class Enforcer {
   UniqueFd wake_;   // eventfd: stop() and install() write it
   UniqueFd timer_;  // timerfd: stats
   UniqueFd batch_timer_;  // timerfd, one-shot: publish the held no-match decisions
+  UniqueFd ring_timer_;   // timerfd, one-shot: judge the execs the wake filter left waiting
   int stop_fd_registered_ = -1;
   int zmq_fd_ = -1;              // the subscriber's ZMQ_FD, in epoll_
   uint64_t subscription_changes_ = 0;  // ZeroMQ (un)subscriptions: each may swallow a ZMQ_FD edge

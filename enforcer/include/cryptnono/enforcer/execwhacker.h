@@ -31,6 +31,7 @@ class ExecwhackerDetector : public Detector {
   // Event thread only. The old matcher is freed here.
   void set_matcher(std::unique_ptr<Matcher> matcher) { matcher_ = std::move(matcher); }
   const Matcher& matcher() const { return *matcher_; }
+  const WakePlan* wake_plan() const override { return &matcher_->wake_plan(); }
 
  private:
   Decider decider_;

@@ -14,6 +14,7 @@
 #include <re2/set.h>
 
 #include "cryptnono/enforcer/config.h"
+#include "cryptnono/enforcer/wake_plan.h"
 #include "cryptnono/result.h"
 
 struct hs_database;
@@ -96,6 +97,8 @@ class Matcher {
   size_t allowed_count() const { return allowed_.size(); }
   // Bytes of the compiled Vectorscan database (0 with no banned strings).
   size_t database_bytes() const;
+  // The probe's wake filter for this matcher's banned strings (wake_filter.h).
+  const WakePlan& wake_plan() const;
 
  private:
   Matcher() = default;
@@ -124,6 +127,7 @@ class Matcher {
   // The text being scanned, followed by kScanPadding zero bytes (see find_banned).
   static constexpr size_t kScanPadding = 64;
   std::string padded_;
+  std::shared_ptr<const WakePlan> wake_plan_;
 };
 
 }  // namespace cryptnono::enforcer
