@@ -146,11 +146,12 @@ static __always_inline __u64 task_pidfs_ino(struct task_struct *task, const bool
 /* One wake filter lookup (bpf_loop callback): the word at the i-th stride offset of the
  * scanned bytes. Sets `hit` and stops at a byte >= 0x80 or a gram the filter has. */
 struct wake_scan {
-	const unsigned char *text; /* filename then argv, in the scratch slot */
+	const unsigned char *text; /* the filename, or the arguments after argv[0], in the slot */
 	const struct wake_filter *filter;
 	__u32 len;
 	__u32 gram;
 	__u32 stride;
+	__u32 log2;
 	__u32 hit;
 };
 
@@ -158,7 +159,7 @@ static long wake_scan_step(__u64 i, void *ctx)
 {
 	struct wake_scan *s = ctx;
 	/* i < WAKE_SCAN_CHECKS and stride <= WAKE_STRIDE_MAX: off < 4096, which the mask
-	 * tells the verifier; the 8-byte read then stays in the slot (see handle_exec). */
+	 * tells the verifier; the 8-byte read then stays in the slot (see wake_now). */
 	__u32 off = ((__u32)i * s->stride) & (WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX - 1);
 	__u64 w, g;
 	__u32 b1, b2;
@@ -166,7 +167,7 @@ static long wake_scan_step(__u64 i, void *ctx)
 	if (off >= s->len)
 		return 1;
 	w = *(const __u64 *)(s->text + off);
-	/* Bytes past the end are the previous exec's: not looked at. */
+	/* Bytes past the end are the next part's or the previous exec's: not looked at. */
 	if (s->len - off < 8)
 		w = wake_low_bytes(w, s->len - off);
 	if (w & 0x8080808080808080ULL) {
@@ -176,11 +177,44 @@ static long wake_scan_step(__u64 i, void *ctx)
 	if (s->len - off < s->gram)
 		return 0;
 	g = wake_low_bytes(wake_lower_word(w), s->gram);
-	b1 = wake_bit1(g) & ((1u << WAKE_FILTER_BITS_LOG2) - 1);
-	b2 = wake_bit2(g) & ((1u << WAKE_FILTER_BITS_LOG2) - 1);
-	if (((s->filter->bits[b1 >> 6] >> (b1 & 63)) & 1) && ((s->filter->bits[b2 >> 6] >> (b2 & 63)) & 1)) {
+	/* log2 <= WAKE_FILTER_BITS_LOG2 (checked by wake_now): the masks change nothing but
+	 * tell the verifier the words read are in the map. The second word is read only when
+	 * the first bit is set: one cache line per lookup, mostly. */
+	b1 = wake_bit1(g, s->log2) & ((1u << WAKE_FILTER_BITS_LOG2) - 1);
+	if (!((s->filter->bits[b1 >> 6] >> (b1 & 63)) & 1))
+		return 0;
+	b2 = wake_bit2(g, s->log2) & ((1u << WAKE_FILTER_BITS_LOG2) - 1);
+	if ((s->filter->bits[b2 >> 6] >> (b2 & 63)) & 1) {
 		s->hit = 1;
 		return 1;
+	}
+	return 0;
+}
+
+/* Finds the NUL that ends argv[0] (bpf_loop callback): 8 bytes per step. */
+struct nul_scan {
+	const unsigned char *text;
+	__u32 len;
+	__u32 at; /* the NUL's offset; len when there is none */
+};
+
+static long nul_scan_step(__u64 i, void *ctx)
+{
+	struct nul_scan *s = ctx;
+	__u32 off = ((__u32)i * 8) & (WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX - 1);
+	__u64 w;
+	int k;
+
+	if (off >= s->len)
+		return 1;
+	w = *(const __u64 *)(s->text + off);
+	for (k = 0; k < 8; k++) {
+		if (off + k >= s->len)
+			return 1;
+		if (((w >> (8 * k)) & 0xff) == 0) {
+			s->at = off + k;
+			return 1;
+		}
 	}
 	return 0;
 }
@@ -191,13 +225,18 @@ static long wake_scan_step(__u64 i, void *ctx)
 #define WAKE_NO_FILTER 2 /* the filter is off: every exec is judged at once, as before it */
 
 /* Whether the kernel ring's reader must judge this exec at once (wake_filter.h): yes unless
- * the holder's filter is on, was stable throughout, and none of the `len` bytes of filename
- * and argv at `text` might be part of a banned string. */
-static __always_inline int wake_now(const unsigned char *text, __u32 len, __u32 flags)
+ * the holder's filter is on, was stable throughout, and none of the bytes it joins into its
+ * command line (the `fn_len` bytes of filename at `fn`, then the arguments after argv[0] in
+ * the `args_len` bytes that follow; all of argv without a filename) might be part of a
+ * banned string. */
+static __always_inline int wake_now(const unsigned char *fn, __u32 fn_len, __u32 args_len, __u32 flags)
 {
 	__u32 zero = 0, seq, checks;
 	const struct wake_filter *f;
 	struct wake_scan scan = {};
+	struct nul_scan nul = {};
+	const unsigned char *args = fn + fn_len;
+	__u32 skip = 0;
 
 	if (!EXEC_HAS(EXEC_PART_WAKE))
 		return WAKE_NO_FILTER;
@@ -213,16 +252,33 @@ static __always_inline int wake_now(const unsigned char *text, __u32 len, __u32 
 		return WAKE_NOW;
 	scan.gram = *(volatile const __u32 *)&f->gram;
 	scan.stride = *(volatile const __u32 *)&f->stride;
+	scan.log2 = *(volatile const __u32 *)&f->bits_log2;
 	if (scan.gram < WAKE_GRAM_MIN || scan.gram > WAKE_GRAM_MAX || scan.stride < 1 || scan.stride > WAKE_STRIDE_MAX ||
-	    scan.stride > scan.gram)
+	    scan.stride > scan.gram || scan.log2 < WAKE_FILTER_BITS_LOG2_MIN || scan.log2 > WAKE_FILTER_BITS_LOG2)
 		return WAKE_NOW;
-	checks = (len + scan.stride - 1) / scan.stride;
+	/* With a filename, argv[0] is not part of the command line: skipped. */
+	if (fn_len > 0 && args_len > 0) {
+		if (args_len > WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX)
+			return WAKE_NOW;
+		nul.text = args;
+		nul.len = args_len;
+		nul.at = args_len;
+		bpf_loop((args_len + 7) / 8, nul_scan_step, &nul, 0);
+		skip = nul.at < args_len ? nul.at + 1 : args_len;
+	}
+	skip &= WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX - 1;
+	checks = (fn_len + scan.stride - 1) / scan.stride + (args_len - skip + scan.stride - 1) / scan.stride;
 	if (checks > WAKE_SCAN_CHECKS)
 		return WAKE_NOW;
-	scan.text = text;
 	scan.filter = f;
-	scan.len = len;
-	bpf_loop(checks, wake_scan_step, &scan, 0);
+	scan.text = fn;
+	scan.len = fn_len;
+	bpf_loop((fn_len + scan.stride - 1) / scan.stride, wake_scan_step, &scan, 0);
+	if (!scan.hit) {
+		scan.text = args + skip;
+		scan.len = args_len - skip;
+		bpf_loop((scan.len + scan.stride - 1) / scan.stride, wake_scan_step, &scan, 0);
+	}
 	/* The lookups above are loads, and loads are not reordered with loads on the
 	 * architectures this builds for; the barrier keeps the compiler from it. */
 	asm volatile("" ::: "memory");
@@ -342,7 +398,7 @@ static __always_inline int handle_exec(struct task_struct *task, const char *fil
 		/* An exec that might be banned wakes the holder whatever is queued before it;
 		 * another one wakes it only if the ring was empty (the ring's default), which
 		 * tells the holder a batch has begun (wake_filter.h). */
-		int wake = wake_now((const unsigned char *)buf->data + cg_len, fn_len + args_len, flags);
+		int wake = wake_now((const unsigned char *)buf->data + cg_len, fn_len, args_len, flags);
 
 		ev->flags = flags | EXEC_FLAG_IN_KERNEL_RING | (wake != WAKE_NOT ? EXEC_FLAG_WAKE : 0);
 		if (bpf_ringbuf_output(&kernel_ring, buf, size, wake == WAKE_NOW ? BPF_RB_FORCE_WAKEUP : 0) == 0) {

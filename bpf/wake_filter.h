@@ -9,11 +9,14 @@
  *
  * How: the enforcer that holds the kernel ring writes, for every banned string, `stride`
  * grams (`gram` bytes each, cut from one run of plain characters of the casefolded string)
- * into a Bloom filter of two bits per gram. The probe lowercases the exec's filename and
- * argv as they sit in its scratch slot and looks up the gram at every stride-th offset. If
- * an occurrence of a banned string is in the enforcer's command line, one of its grams is at
- * such an offset in the probe's bytes (the run is at least gram + stride - 1 bytes), so the
- * lookup hits: the filter never misses a banned string; a false hit only costs a wake-up.
+ * into a Bloom filter of two bits per gram, sized to the strings (2^bits_log2 bits: a few
+ * strings make a filter of a few cache lines). The probe lowercases the exec's filename and
+ * its arguments after argv[0] (the enforcer's command line is the filename, then argv[1:])
+ * as they sit in its scratch slot, and looks up the gram at every stride-th offset of each.
+ * If an occurrence of a banned string is in the enforcer's command line, one of its grams is
+ * at such an offset (the run is at least gram + stride - 1 bytes and lies within one of the
+ * two), so the lookup hits: the filter never misses a banned string; a false hit only costs
+ * a wake-up.
  *
  * What keeps it sound:
  *  - "Plain" bytes are those the enforcer's command line carries unchanged from argv: ASCII
@@ -38,9 +41,10 @@
 #include <linux/types.h>
 #endif
 
-/* 2^24 bits (2 MiB): 100,000 strings at 4 grams each set 4.7% of the bits, so one lookup
- * of an unrelated gram hits with p = 0.047^2 = 0.2%. */
+/* At most 2^24 bits (2 MiB): 100,000 strings at 4 grams each set 4.7% of the bits, so one
+ * lookup of an unrelated gram hits with p = 0.047^2 = 0.2%. At least 2^12 (512 bytes). */
 #define WAKE_FILTER_BITS_LOG2 24
+#define WAKE_FILTER_BITS_LOG2_MIN 12
 #define WAKE_FILTER_WORDS (1u << (WAKE_FILTER_BITS_LOG2 - 6))
 #define WAKE_GRAM_MIN 4
 #define WAKE_GRAM_MAX 8
@@ -56,7 +60,8 @@ struct wake_filter {
 	__u32 gram;   /* bytes per gram, WAKE_GRAM_MIN..WAKE_GRAM_MAX */
 	__u32 stride; /* offsets looked up: every stride-th, 1..WAKE_STRIDE_MAX */
 	__u32 strings; /* banned strings written (for logs) */
-	__u32 _pad[2];
+	__u32 bits_log2; /* the filter is bits[0 .. 2^bits_log2 / 64): WAKE_FILTER_BITS_LOG2_MIN..WAKE_FILTER_BITS_LOG2 */
+	__u32 _pad;
 	__u64 bits[WAKE_FILTER_WORDS];
 };
 
@@ -82,17 +87,18 @@ WAKE_INLINE __u64 wake_low_bytes(__u64 w, __u32 bytes)
 	return bytes >= 8 ? w : (w & ((1ULL << (bytes * 8)) - 1));
 }
 
-/* The two bit numbers of a gram (lowercased, in the low bytes of `g`, the rest zero). */
-WAKE_INLINE __u32 wake_bit1(__u64 g)
+/* The two bit numbers of a gram (lowercased, in the low bytes of `g`, the rest zero) in a
+ * filter of 2^log2 bits. */
+WAKE_INLINE __u32 wake_bit1(__u64 g, __u32 log2)
 {
-	return (__u32)((g * 0x9e3779b97f4a7c15ULL) >> (64 - WAKE_FILTER_BITS_LOG2));
+	return (__u32)((g * 0x9e3779b97f4a7c15ULL) >> (64 - log2));
 }
 
-WAKE_INLINE __u32 wake_bit2(__u64 g)
+WAKE_INLINE __u32 wake_bit2(__u64 g, __u32 log2)
 {
 	__u64 h = (g ^ (g >> 29)) * 0xbf58476d1ce4e5b9ULL;
 
-	return (__u32)((h ^ (h >> 31)) >> (64 - WAKE_FILTER_BITS_LOG2));
+	return (__u32)((h ^ (h >> 31)) >> (64 - log2));
 }
 
 WAKE_INLINE int wake_plain_byte(unsigned char c)

@@ -9,13 +9,15 @@
 // the first record none of these programs pays a wake-up (the figures are the probe's
 // own work, as the "excluding the wake-up" asks). The rings are large enough for
 // the run (--seconds x --rate records of a few hundred bytes), and the kernel ring is
-// marked held (kernel_ring_on), as it is while an enforcer reads it.
+// marked held (kernel_ring_on), as it is while an enforcer reads it. Every build's wake
+// filter is on, planned from --banned as the enforcer plans it; the "wake" build is "full"
+// with the filter's lookups (the other builds leave that part out, as before it existed).
 //
 // Programs attached to one tracepoint run one after the other, so a later one finds the
 // caches warm: each round attaches them in another order (rotated), and the figure of a
 // build is the median of its rounds.
 //
-//   probe_parts --objects DIR [--rate 200] [--seconds 10] [--rounds 9] [--exe PATH]
+//   probe_parts --objects DIR [--banned CONFIG] [--rate 200] [--seconds 10] [--rounds 9] [--exe PATH]
 //
 // Prints one JSON line per build and round, then one summary line per build.
 #include <bpf/bpf.h>
@@ -30,11 +32,16 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include "cryptnono/enforcer/config.h"
+#include "cryptnono/enforcer/text.h"
+#include "cryptnono/enforcer/wake_plan.h"
 
 extern char** environ;
 
@@ -63,7 +70,7 @@ std::string self_dir() {
 }
 
 // The builds, in the order the CMake file compiles them: probe_parts_<name>.bpf.o.
-const char* const kBuilds[] = {"two_rings", "full", "no_ids", "no_cgroup", "no_filename", "no_argv", "no_kring", "no_rings", "bare"};
+const char* const kBuilds[] = {"two_rings", "full", "wake", "no_ids", "no_cgroup", "no_filename", "no_argv", "no_kring", "no_rings", "bare"};
 
 int run_storm(const std::string& storm, const std::string& exe, double rate, double seconds) {
   std::string r = fmt::format("{}", rate), s = fmt::format("{}", seconds);
@@ -93,7 +100,35 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "Seconds per round")->capture_default_str();
   app.add_option("--rounds", rounds, "Rounds (the attach order rotates)")->capture_default_str();
   app.add_option("--exe", exe, "Program the execs start (default: cnb-exit0 next to this binary)");
+  std::string banned;
+  app.add_option("--banned", banned,
+                 "A cryptnono config whose banned strings the wake filter is planned from, as the enforcer plans it "
+                 "(default: no strings; the lookups are made all the same)");
   CLI11_PARSE(app, argc, argv);
+  // The wake filter every build's map gets (only the "wake" build reads it).
+  cryptnono::enforcer::WakePlanner planner;
+  if (!banned.empty()) {
+    auto config = cryptnono::enforcer::load_config_files({banned});
+    if (!config) {
+      fprintf(stderr, "probe_parts: %s\n", config.error().message.c_str());
+      return 1;
+    }
+    for (const auto& e : config->banned) planner.add(cryptnono::enforcer::casefold(e.value));
+  }
+  const cryptnono::enforcer::WakePlan plan = planner.finish();
+  if (!plan.on) {
+    fprintf(stderr, "probe_parts: wake filter %s\n", plan.describe().c_str());
+    return 1;
+  }
+  auto filter_value = std::make_unique<wake_filter>();
+  filter_value->magic = WAKE_FILTER_MAGIC;
+  filter_value->on = 1;
+  filter_value->gram = plan.gram;
+  filter_value->stride = plan.stride;
+  filter_value->strings = plan.strings;
+  filter_value->bits_log2 = plan.bits_log2;
+  std::memcpy(filter_value->bits, plan.bits.data(), plan.bits.size() * sizeof(uint64_t));
+  fprintf(stderr, "probe_parts: wake filter %s\n", plan.describe().c_str());
   const std::string dir = self_dir();
   if (exe.empty()) exe = dir + "/cnb-exit0";
   const std::string storm = dir + "/exec_storm";
@@ -140,6 +175,12 @@ int main(int argc, char** argv) {
     }
     if (b.prog == nullptr || bpf_object__load(b.obj) != 0) {
       fprintf(stderr, "probe_parts: loading %s failed: %s\n", path.c_str(), strerror(errno));
+      return 1;
+    }
+    bpf_map* filter = bpf_object__find_map_by_name(b.obj, "wake_filter");
+    const uint32_t zero = 0;
+    if (filter == nullptr || bpf_map_update_elem(bpf_map__fd(filter), &zero, filter_value.get(), BPF_ANY) != 0) {
+      fprintf(stderr, "probe_parts: writing %s's wake filter failed: %s\n", name, strerror(errno));
       return 1;
     }
     builds.push_back(std::move(b));

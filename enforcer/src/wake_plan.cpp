@@ -21,8 +21,10 @@ uint64_t load_word(const char* p, size_t available) {
 
 std::string WakePlan::describe() const {
   if (!on) return "off (" + why_off + "): every exec wakes the enforcer";
+  const size_t bytes = (size_t{1} << bits_log2) / 8;
   return "on: " + std::to_string(strings) + " banned strings as grams of " + std::to_string(gram) +
-         " bytes looked up every " + std::to_string(stride) + " bytes";
+         " bytes looked up every " + std::to_string(stride) + " bytes (a filter of " +
+         (bytes >= 1024 ? std::to_string(bytes / 1024) + " KiB)" : std::to_string(bytes) + " bytes)");
 }
 
 void WakePlanner::add(std::string_view banned) {
@@ -62,7 +64,10 @@ WakePlan WakePlanner::finish() {
   const uint32_t min_run = strings_.empty() ? WAKE_GRAM_MAX + WAKE_STRIDE_MAX - 1 : shortest_;
   plan.gram = std::min<uint32_t>(WAKE_GRAM_MAX, min_run);
   plan.stride = std::clamp<uint32_t>(min_run - plan.gram + 1, 1, WAKE_STRIDE_MAX);
-  plan.bits.assign(WAKE_FILTER_WORDS, 0);
+  const uint64_t want = uint64_t{128} * plan.stride * strings_.size();
+  plan.bits_log2 = WAKE_FILTER_BITS_LOG2_MIN;
+  while (plan.bits_log2 < WAKE_FILTER_BITS_LOG2 && (uint64_t{1} << plan.bits_log2) < want) ++plan.bits_log2;
+  plan.bits.assign((size_t{1} << plan.bits_log2) / 64, 0);
   auto set = [&](uint32_t bit) { plan.bits[bit >> 6] |= uint64_t{1} << (bit & 63); };
   for (const Run& r : runs_) {
     const std::string& s = strings_[r.string];
@@ -70,8 +75,8 @@ WakePlan WakePlanner::finish() {
     // run's first `stride` grams starts at a multiple of the stride.
     for (uint32_t j = 0; j < plan.stride; ++j) {
       const uint64_t g = wake_low_bytes(wake_lower_word(load_word(s.data() + r.offset + j, plan.gram)), plan.gram);
-      set(wake_bit1(g));
-      set(wake_bit2(g));
+      set(wake_bit1(g, plan.bits_log2));
+      set(wake_bit2(g, plan.bits_log2));
     }
   }
   plan.on = true;
@@ -80,21 +85,36 @@ WakePlan WakePlanner::finish() {
   return plan;
 }
 
-bool wake_filter_hits(const WakePlan& plan, std::string_view scanned) {
-  if (!plan.on) return true;
-  const size_t len = scanned.size();
-  const size_t checks = (len + plan.stride - 1) / plan.stride;
-  if (checks > WAKE_SCAN_CHECKS) return true;
-  for (size_t i = 0; i < checks; ++i) {
-    const size_t off = i * plan.stride;
-    const uint64_t w = load_word(scanned.data() + off, len - off);
+namespace {
+
+bool scan_hits(const WakePlan& plan, std::string_view text) {
+  const size_t len = text.size();
+  for (size_t off = 0; off < len; off += plan.stride) {
+    const uint64_t w = load_word(text.data() + off, len - off);
     if ((w & 0x8080808080808080ULL) != 0) return true;
     if (len - off < plan.gram) continue;
     const uint64_t g = wake_low_bytes(wake_lower_word(w), plan.gram);
-    const uint32_t b1 = wake_bit1(g), b2 = wake_bit2(g);
+    const uint32_t b1 = wake_bit1(g, plan.bits_log2), b2 = wake_bit2(g, plan.bits_log2);
     if (((plan.bits[b1 >> 6] >> (b1 & 63)) & 1) != 0 && ((plan.bits[b2 >> 6] >> (b2 & 63)) & 1) != 0) return true;
   }
   return false;
+}
+
+}  // namespace
+
+bool wake_filter_hits(const WakePlan& plan, std::string_view filename, std::string_view argv) {
+  if (!plan.on) return true;
+  // With a filename, argv[0] is not part of the command line (the probe skips it too, and
+  // wakes for an argv area too long to look through).
+  std::string_view args = argv;
+  if (!filename.empty() && !argv.empty()) {
+    if (argv.size() > WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX) return true;
+    const size_t nul = argv.find('\0');
+    args = nul == std::string_view::npos ? std::string_view() : argv.substr(nul + 1);
+  }
+  const size_t checks = (filename.size() + plan.stride - 1) / plan.stride + (args.size() + plan.stride - 1) / plan.stride;
+  if (checks > WAKE_SCAN_CHECKS) return true;
+  return scan_hits(plan, filename) || scan_hits(plan, args);
 }
 
 Result<std::unique_ptr<WakeFilterMap>> WakeFilterMap::map(int fd) {
@@ -121,11 +141,13 @@ void WakeFilterMap::write(const WakePlan& plan) {
   const uint32_t seq = __atomic_load_n(&filter_->seq, __ATOMIC_RELAXED) | 1u;
   __atomic_store_n(&filter_->seq, seq, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  if (plan.on && plan.bits.size() == WAKE_FILTER_WORDS) {
+  if (plan.on && plan.bits_log2 >= WAKE_FILTER_BITS_LOG2_MIN && plan.bits_log2 <= WAKE_FILTER_BITS_LOG2 &&
+      plan.bits.size() == (size_t{1} << plan.bits_log2) / 64) {
     __atomic_store_n(&filter_->gram, plan.gram, __ATOMIC_RELAXED);
     __atomic_store_n(&filter_->stride, plan.stride, __ATOMIC_RELAXED);
     __atomic_store_n(&filter_->strings, plan.strings, __ATOMIC_RELAXED);
-    std::memcpy(filter_->bits, plan.bits.data(), sizeof filter_->bits);
+    __atomic_store_n(&filter_->bits_log2, plan.bits_log2, __ATOMIC_RELAXED);
+    std::memcpy(filter_->bits, plan.bits.data(), plan.bits.size() * sizeof(uint64_t));
     __atomic_store_n(&filter_->on, 1u, __ATOMIC_RELAXED);
   } else {
     __atomic_store_n(&filter_->on, 0u, __ATOMIC_RELAXED);

@@ -44,9 +44,8 @@ std::string argv_area(const std::vector<std::string>& argv) {
   return out;
 }
 
-// The bytes the probe scans: the filename, then the argv area.
-std::string scanned_bytes(const std::string& filename, const std::vector<std::string>& argv) {
-  return filename + argv_area(argv);
+bool hits(const WakePlan& plan, const std::string& filename, const std::vector<std::string>& argv) {
+  return wake_filter_hits(plan, filename, argv_area(argv));
 }
 
 class Gen {
@@ -158,7 +157,7 @@ TEST(WakePlan, WakesForEveryCommandLineThatContainsABannedString) {
         contains = folded.find(m->banned(i)) != std::string::npos;
       if (!contains) continue;
       ++containing;
-      ASSERT_TRUE(wake_filter_hits(plan, scanned_bytes(filename, argv)))
+      ASSERT_TRUE(hits(plan, filename, argv))
           << "round " << round << ": the filter (" << plan.describe() << ") would not wake the enforcer for \""
           << folded << "\"";
     }
@@ -175,20 +174,21 @@ TEST(WakePlan, RulesOutAlmostEveryBenignCommandLine) {
   ASSERT_TRUE(plan.on) << plan.why_off;
   EXPECT_EQ(plan.gram, 8u);
   EXPECT_EQ(plan.stride, 4u);
-  size_t hits = 0;
+  size_t woken = 0;
   const size_t lines = 20000;
   for (size_t i = 0; i < lines; ++i) {
     std::vector<std::string> argv = {"python3"};
-    while (scanned_bytes("/usr/bin/python3", argv).size() < 100) argv.push_back(g.benign_arg());
-    hits += wake_filter_hits(plan, scanned_bytes("/usr/bin/python3", argv)) ? 1 : 0;
+    while (argv_area(argv).size() < 100) argv.push_back(g.benign_arg());
+    woken += hits(plan, "/usr/bin/python3", argv) ? 1 : 0;
   }
-  // 1,000 strings set at most 8,000 of 16.7 million bits: a lookup hits both bits with
-  // p < 3e-7, so a few thousand lookups hit by chance about never.
-  EXPECT_LE(hits, lines / 1000) << hits << " of " << lines << " benign command lines would wake the enforcer";
+  // 1,000 strings of 4 grams set at most 8,000 of 2^19 bits (128 per gram): a lookup hits
+  // both with p < 0.03%, and a line of 100 bytes makes about 25 lookups.
+  EXPECT_EQ(plan.bits_log2, 19u);
+  EXPECT_LE(woken, lines * 2 / 100) << woken << " of " << lines << " benign command lines would wake the enforcer";
   // No strings at all: nothing is looked up in vain.
   WakePlan empty = plan_for({});
   ASSERT_TRUE(empty.on);
-  EXPECT_FALSE(wake_filter_hits(empty, scanned_bytes("/bin/sh", {"sh", "-c", "true"})));
+  EXPECT_FALSE(hits(empty, "/bin/sh", {"sh", "-c", "true"}));
 }
 
 TEST(WakePlan, ChoosesTheGramAndStrideTheShortestRunAllows) {
@@ -214,32 +214,36 @@ TEST(WakePlan, ChoosesTheGramAndStrideTheShortestRunAllows) {
     EXPECT_EQ(plan.on, c.on) << c.banned[0];
     if (!c.on) {
       EXPECT_NE(plan.why_off.find("no run of 4"), std::string::npos) << plan.why_off;
-      EXPECT_TRUE(wake_filter_hits(plan, "/bin/true")) << "off: every exec wakes";
+      EXPECT_TRUE(hits(plan, "/bin/true", {"true"})) << "off: every exec wakes";
       continue;
     }
     EXPECT_EQ(plan.gram, c.gram) << c.banned[0];
     EXPECT_EQ(plan.stride, c.stride) << c.banned[0];
-    EXPECT_EQ(plan.bits.size(), static_cast<size_t>(WAKE_FILTER_WORDS));
+    EXPECT_EQ(plan.bits_log2, static_cast<uint32_t>(WAKE_FILTER_BITS_LOG2_MIN)) << "a few strings, a small filter";
+    EXPECT_EQ(plan.bits.size(), (size_t{1} << plan.bits_log2) / 64);
   }
 }
 
 TEST(WakePlan, WakesForNonAsciiAndForWhatIsTooLongToLookUp) {
   WakePlan plan = plan_for({"beiquatohGa1uay0ahMies9couyahPeiz9xohju3Ahvaik3FaeM7eey1thaish1U"});
   ASSERT_TRUE(plan.on);
-  EXPECT_FALSE(wake_filter_hits(plan, scanned_bytes("/bin/echo", {"echo", "hello"})));
-  EXPECT_TRUE(wake_filter_hits(plan, scanned_bytes("/bin/echo", {"echo", "caf\xc3\xa9"})));
+  EXPECT_FALSE(hits(plan, "/bin/echo", {"echo", "hello"}));
+  EXPECT_TRUE(hits(plan, "/bin/echo", {"echo", "caf\xc3\xa9"}));
   // The last byte alone past a word boundary is looked at too.
-  EXPECT_TRUE(wake_filter_hits(plan, std::string("abcdefgh\x80", 9)));
+  EXPECT_TRUE(wake_filter_hits(plan, "", std::string("abcdefgh\x80", 9)));
   const std::string at_limit(WAKE_SCAN_CHECKS * plan.stride, 'a');
-  EXPECT_FALSE(wake_filter_hits(plan, at_limit));
-  EXPECT_TRUE(wake_filter_hits(plan, at_limit + "a")) << "past the lookups the probe makes: wake";
+  EXPECT_FALSE(wake_filter_hits(plan, "", at_limit));
+  EXPECT_TRUE(wake_filter_hits(plan, "", at_limit + "a")) << "past the lookups the probe makes: wake";
+  // argv[0] is not part of the command line when there is a filename: not looked at. (Its
+  // non-ASCII would otherwise wake.)
+  EXPECT_FALSE(hits(plan, "/bin/echo", {"\xc3\xa9" "cho", "hello"}));
+  EXPECT_TRUE(hits(plan, "", {"\xc3\xa9" "cho", "hello"}));
   // Found in any case and at any offset.
   const std::string s = "beiquatohGa1uay0ahMies9couyahPeiz9xohju3Ahvaik3FaeM7eey1thaish1U";
   for (size_t pad = 0; pad < 8; ++pad) {
     std::string upper = s;
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    EXPECT_TRUE(wake_filter_hits(plan, scanned_bytes("/bin/sh", {"sh", "-c", std::string(pad, 'x') + upper})))
-        << pad;
+    EXPECT_TRUE(hits(plan, "/bin/sh", {"sh", "-c", std::string(pad, 'x') + upper})) << pad;
   }
 }
 

@@ -22,14 +22,17 @@ struct WakePlan {
   uint32_t gram = 0;    // bytes per gram
   uint32_t stride = 0;  // the probe looks up every stride-th offset
   uint32_t strings = 0;
-  std::vector<uint64_t> bits;  // WAKE_FILTER_WORDS words when on
+  uint32_t bits_log2 = 0;      // the filter has 2^bits_log2 bits
+  std::vector<uint64_t> bits;  // 2^bits_log2 / 64 words when on
 
   std::string describe() const;
 };
 
 // The plan for `banned` (casefolded, as the matcher holds them). Off when a string has no
 // run of WAKE_GRAM_MIN plain bytes (wake_plain_byte); else the longest gram and stride that
-// every string's longest run allows (gram + stride - 1 bytes), up to 8 and 4.
+// every string's longest run allows (gram + stride - 1 bytes), up to 8 and 4, in a filter of
+// 128 bits per gram or more (a gram sets 2: a lookup of another hits with p < 0.03%), at least
+// 2^WAKE_FILTER_BITS_LOG2_MIN and at most 2^WAKE_FILTER_BITS_LOG2 bits.
 class WakePlanner {
  public:
   void add(std::string_view banned);
@@ -47,10 +50,10 @@ class WakePlanner {
   uint32_t shortest_index_ = 0;
 };
 
-// What the probe decides for `scanned` (its bytes: the filename, then the argv area), by
-// the same arithmetic (bpf/exec.bpf.c, wake_scan_step): true when it wakes the holder. For
-// tests and benchmarks; the probe's own decision is tested against the real kernel.
-bool wake_filter_hits(const WakePlan& plan, std::string_view scanned);
+// What the probe decides for an exec of `filename` with the argv area `argv` (NUL after
+// each argument), by the same arithmetic (bpf/exec.bpf.c, wake_now): true when it wakes the
+// holder. For tests and benchmarks; the probe itself is tested against the real kernel.
+bool wake_filter_hits(const WakePlan& plan, std::string_view filename, std::string_view argv);
 
 // The probe's wake filter map, mapped read-write by the kernel ring's holder.
 class WakeFilterMap {
