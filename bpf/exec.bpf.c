@@ -32,6 +32,9 @@
 #define EXEC_PART_EVENTS 0x20u  /* the copy to the collector's ring */
 #define EXEC_PART_TWO_RINGS 0x40u /* bench only: a held exec to both rings, as before 2026-11-29 */
 #define EXEC_PART_WAKE 0x80u    /* the wake filter (wake_filter.h); without it every exec wakes */
+/* bench only, with EXEC_PART_WAKE: where the filter's time goes */
+#define EXEC_PART_WAKE_NO_SCAN 0x100u /* reads the filter's header, looks nothing up */
+#define EXEC_PART_WAKE_NO_BITS 0x200u /* runs the loops, reads no bit of the filter */
 #ifndef EXEC_PARTS
 #define EXEC_PARTS 0xbfu
 #endif
@@ -174,7 +177,7 @@ static long wake_scan_step(__u64 i, void *ctx)
 		s->hit = 1;
 		return 1;
 	}
-	if (s->len - off < s->gram)
+	if (s->len - off < s->gram || EXEC_HAS(EXEC_PART_WAKE_NO_BITS))
 		return 0;
 	g = wake_low_bytes(wake_lower_word(w), s->gram);
 	/* log2 <= WAKE_FILTER_BITS_LOG2 (checked by wake_now): the masks change nothing but
@@ -256,6 +259,8 @@ static __always_inline int wake_now(const unsigned char *fn, __u32 fn_len, __u32
 	if (scan.gram < WAKE_GRAM_MIN || scan.gram > WAKE_GRAM_MAX || scan.stride < 1 || scan.stride > WAKE_STRIDE_MAX ||
 	    scan.stride > scan.gram || scan.log2 < WAKE_FILTER_BITS_LOG2_MIN || scan.log2 > WAKE_FILTER_BITS_LOG2)
 		return WAKE_NOW;
+	if (EXEC_HAS(EXEC_PART_WAKE_NO_SCAN))
+		return WAKE_NOT;
 	/* With a filename, argv[0] is not part of the command line: skipped. */
 	if (fn_len > 0 && args_len > 0) {
 		if (args_len > WAKE_SCAN_CHECKS * WAKE_STRIDE_MAX)

@@ -11,7 +11,8 @@
 // the run (--seconds x --rate records of a few hundred bytes), and the kernel ring is
 // marked held (kernel_ring_on), as it is while an enforcer reads it. Every build's wake
 // filter is on, planned from --banned as the enforcer plans it; the "wake" build is "full"
-// with the filter's lookups (the other builds leave that part out, as before it existed).
+// with the filter's lookups (the other builds leave that part out, as before it existed),
+// "wake_no_scan" reads only its header, "wake_no_bits" runs its loops without reading bits.
 //
 // Programs attached to one tracepoint run one after the other, so a later one finds the
 // caches warm: each round attaches them in another order (rotated), and the figure of a
@@ -70,7 +71,7 @@ std::string self_dir() {
 }
 
 // The builds, in the order the CMake file compiles them: probe_parts_<name>.bpf.o.
-const char* const kBuilds[] = {"two_rings", "full", "wake", "no_ids", "no_cgroup", "no_filename", "no_argv", "no_kring", "no_rings", "bare"};
+const char* const kBuilds[] = {"two_rings", "full", "wake", "wake_no_scan", "wake_no_bits", "no_ids", "no_cgroup", "no_filename", "no_argv", "no_kring", "no_rings", "bare"};
 
 int run_storm(const std::string& storm, const std::string& exe, double rate, double seconds) {
   std::string r = fmt::format("{}", rate), s = fmt::format("{}", seconds);
