@@ -108,4 +108,22 @@ WAKE_INLINE int wake_plain_byte(unsigned char c)
 
 #undef WAKE_INLINE
 
+#ifdef __cplusplus
+/* The writers' side of the sequence count (user space: the holder and the collector, each
+ * through its mmap of the map). Between begin and end the count is odd, and the probe wakes
+ * the holder for whatever it looks at. */
+inline __u32 wake_filter_write_begin(struct wake_filter *f)
+{
+	const __u32 seq = __atomic_load_n(&f->seq, __ATOMIC_RELAXED) | 1u;
+	__atomic_store_n(&f->seq, seq, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return seq;
+}
+
+inline void wake_filter_write_end(struct wake_filter *f, __u32 seq)
+{
+	__atomic_store_n(&f->seq, seq + 1, __ATOMIC_RELEASE);
+}
+#endif
+
 #endif /* CRYPTNONO_BPF_WAKE_FILTER_H */

@@ -198,15 +198,10 @@ void ExecSource::set_kernel_ring_on(bool on) {
 int ExecSource::wake_filter_fd() const { return bpf_map__fd(skel_->maps.wake_filter); }
 
 void ExecSource::turn_wake_filter_off() {
-  // Under the sequence count, as every writer of the filter (wake_filter.h).
-  uint32_t seq = __atomic_load_n(&wake_filter_->seq, __ATOMIC_RELAXED);
-  __atomic_store_n(&wake_filter_->seq, seq | 1u, __ATOMIC_RELEASE);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  __atomic_store_n(&wake_filter_->on, 0u, __ATOMIC_RELEASE);
-  __atomic_store_n(&wake_filter_->seq, (seq | 1u) + 1u, __ATOMIC_RELEASE);
+  const uint32_t seq = wake_filter_write_begin(wake_filter_);
+  __atomic_store_n(&wake_filter_->on, 0u, __ATOMIC_RELAXED);
+  wake_filter_write_end(wake_filter_, seq);
 }
-
-bool ExecSource::wake_filter_on() const { return __atomic_load_n(&wake_filter_->on, __ATOMIC_ACQUIRE) != 0; }
 
 size_t ExecSource::follow_kernel_ring() {
   if (!follower_) return 0;

@@ -324,10 +324,19 @@ void Subscriber::unsubscribe(std::string_view topic) {
   socket_.set(zmq::sockopt::unsubscribe, std::string(topic));
 }
 
+namespace {
+
+// The fds of a kernel ring answer nobody took.
+void close_answer_fds(const Subscriber::KernelRingAnswer& answer) {
+  if (answer.fd >= 0) ::close(answer.fd);
+  if (answer.wake_filter_fd >= 0) ::close(answer.wake_filter_fd);
+}
+
+}  // namespace
+
 Subscriber::~Subscriber() {
   close_direct();
-  if (ring_answer_ && ring_answer_->fd >= 0) ::close(ring_answer_->fd);
-  if (ring_answer_ && ring_answer_->wake_filter_fd >= 0) ::close(ring_answer_->wake_filter_fd);
+  if (ring_answer_) close_answer_fds(*ring_answer_);
 }
 
 void Subscriber::use_direct(std::string path, std::vector<std::string> topics) {
@@ -443,12 +452,11 @@ int Subscriber::receive_direct(Received& out) {
 
 void Subscriber::keep_ring_answer(const unsigned char* payload, size_t size, int fd, int filter_fd) {
   KernelRingAnswer answer;
-  auto close_both = [&] {
-    if (fd >= 0) ::close(fd);
-    if (filter_fd >= 0) ::close(filter_fd);
-  };
+  KernelRingAnswer passed;  // the fds that came with it
+  passed.fd = fd;
+  passed.wake_filter_fd = filter_fd;
   if (size < sizeof(uint64_t)) {
-    close_both();
+    close_answer_fds(passed);
     answer.refusal = "malformed kernel ring answer";
   } else {
     std::memcpy(&answer.bytes, payload, sizeof answer.bytes);
@@ -458,15 +466,12 @@ void Subscriber::keep_ring_answer(const unsigned char* payload, size_t size, int
       answer.wake_filter_fd = filter_fd;
       answer.publisher_id = std::move(text);
     } else {
-      close_both();
+      close_answer_fds(passed);
       answer.bytes = 0;
       answer.refusal = text.empty() ? "refused" : std::move(text);
     }
   }
-  if (ring_answer_) {  // an older one nobody took
-    if (ring_answer_->fd >= 0) ::close(ring_answer_->fd);
-    if (ring_answer_->wake_filter_fd >= 0) ::close(ring_answer_->wake_filter_fd);
-  }
+  if (ring_answer_) close_answer_fds(*ring_answer_);  // an older one nobody took
   ring_answer_ = std::move(answer);
 }
 

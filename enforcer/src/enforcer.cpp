@@ -447,7 +447,7 @@ void Enforcer::handle_ring_record(const void* data, size_t size) {
     auto body = message.initRoot<schema::Envelope>().getBody();
     collector::fill_exec_event(body.initExec(), *rec);
     counters_.ring_events.fetch_add(1, std::memory_order_relaxed);
-    if (wake_filter_on_ && (ring_record_flags(data, size) & EXEC_FLAG_WAKE) == 0)
+    if (wake_filter_on_ && (rec->header.flags & EXEC_FLAG_WAKE) == 0)
       counters_.ring_batched.fetch_add(1, std::memory_order_relaxed);
     event_sent_boot_ns_ = 0;
     if (!detector_->read(body.asReader())) {

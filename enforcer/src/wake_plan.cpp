@@ -138,9 +138,7 @@ WakeFilterMap::~WakeFilterMap() {
 void WakeFilterMap::write(const WakePlan& plan) {
   // Odd while writing: the probe wakes the holder for whatever it looks at meanwhile, and
   // for what it looked at across a change (it reads the count before and after).
-  const uint32_t seq = __atomic_load_n(&filter_->seq, __ATOMIC_RELAXED) | 1u;
-  __atomic_store_n(&filter_->seq, seq, __ATOMIC_RELAXED);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  const uint32_t seq = wake_filter_write_begin(filter_);
   if (plan.on && plan.bits_log2 >= WAKE_FILTER_BITS_LOG2_MIN && plan.bits_log2 <= WAKE_FILTER_BITS_LOG2 &&
       plan.bits.size() == (size_t{1} << plan.bits_log2) / 64) {
     __atomic_store_n(&filter_->gram, plan.gram, __ATOMIC_RELAXED);
@@ -152,7 +150,7 @@ void WakeFilterMap::write(const WakePlan& plan) {
   } else {
     __atomic_store_n(&filter_->on, 0u, __ATOMIC_RELAXED);
   }
-  __atomic_store_n(&filter_->seq, seq + 1, __ATOMIC_RELEASE);
+  wake_filter_write_end(filter_, seq);
 }
 
 void WakeFilterMap::turn_off() { write(WakePlan{}); }

@@ -223,6 +223,13 @@ def write_config(path, banned, allowed=()):
         json.dump({"bannedCommandStrings": list(banned), "allowedCommandPatterns": list(allowed)}, f, indent=2)
 
 
+def wait_for_kernel_ring(p):
+    """Until the enforcer has taken the kernel ring (any exec on the machine moves the
+    hand-over along; these are ours)."""
+    wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
+             "execs come straight from the probe" in p.log("enforcer"), 10, "the enforcer to take the kernel ring")
+
+
 def run_banned_shell(text, sleep="1"):
     """The seed's test command with our own string; returns (returncode, seconds)."""
     start = time.monotonic()
@@ -358,10 +365,7 @@ class PipelineTest(unittest.TestCase):
         p = self.start([banned])
         self.assertTrue(os.path.exists(os.path.join(p.dir, "collector.direct")))
         self.assertIn("direct path connected", p.log("enforcer"))
-        # Any exec on the machine moves the hand-over along; these are ours.
-        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
-                 "execs come straight from the probe" in p.log("enforcer"), 10,
-                 "the enforcer to take the kernel ring")
+        wait_for_kernel_ring(p)
         self.assertIn("carries the exec events alone now", p.log("enforcer"))
         self.assertIn("kernel ring taken by an enforcer", p.log("collector"))
         ring_before = p.metric("cryptnono_enforcer_ring_events_total")
@@ -424,9 +428,7 @@ class PipelineTest(unittest.TestCase):
         # plain), a banned one wakes the enforcer at once, ahead of the benign ones before it.
         banned = random_banned()
         p = self.start([banned], enforcer_args=["--ring-batch-ms", "1000"])
-        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
-                 "execs come straight from the probe" in p.log("enforcer"), 10,
-                 "the enforcer to take the kernel ring")
+        wait_for_kernel_ring(p)
         self.assertIn("wake filter on: 1 banned strings as grams of 8 bytes looked up every 4 bytes",
                       p.log("enforcer"))
         for _ in range(3):
@@ -455,9 +457,7 @@ class PipelineTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="cryptnono-itcfg-")
         banned = random_banned()
         p = self.start([banned], enforcer_args=["--wake-filter", "false"])
-        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
-                 "execs come straight from the probe" in p.log("enforcer"), 10,
-                 "the enforcer to take the kernel ring")
+        wait_for_kernel_ring(p)
         code, _ = run_banned_shell(banned)
         self.assertEqual(code, -signal.SIGKILL)
         wait_for(lambda: p.metric("cryptnono_enforcer_ring_events_total") > 0, 10, "enforcer stats")
@@ -470,9 +470,7 @@ class PipelineTest(unittest.TestCase):
         # the ring's holder over the direct path, which kills it.
         banned = random_banned()
         p = self.start([banned], collector_args=["--kernel-ring-bytes", "4096"])
-        wait_for(lambda: subprocess.run(["true"]).returncode == 0 and
-                 "execs come straight from the probe" in p.log("enforcer"), 10,
-                 "the enforcer to take the kernel ring")
+        wait_for_kernel_ring(p)
         child = self.spawn(["sh", "-c", f"sleep 5; echo {banned}", "x" * 6000])
         self.assertEqual(child.wait(timeout=10), -signal.SIGKILL)
         p.find_line(matched=banned.lower(), action="killed")

@@ -91,7 +91,6 @@ class ExecSource {
   // holder, which writes it; turned off here when the holder leaves.
   int wake_filter_fd() const;
   void turn_wake_filter_off();
-  bool wake_filter_on() const;
   uint64_t received() const { return received_; }
   uint64_t malformed() const { return malformed_; }
   // "tp_btf" or "tracepoint".
